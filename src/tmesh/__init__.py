@@ -1,0 +1,3 @@
+"""tmesh: benchmark LLM inference stacks on a KV-cache-reuse workload."""
+
+__version__ = "0.2.0"
