@@ -191,6 +191,8 @@ class IntervalSnapshot:
     rotations: int = 0
     health: ClientHealth = field(default_factory=ClientHealth)
     server: dict[str, float] | None = None
+    interval_cold_ttft: MetricStats = field(default_factory=MetricStats)
+    interval_warm_ttft: MetricStats = field(default_factory=MetricStats)
 
 
 @dataclass
@@ -214,3 +216,6 @@ class RunSummary:
     health: ClientHealth = field(default_factory=ClientHealth)
     server: dict[str, float] | None = None
     verdict: str | None = None
+    steady_qps: float = 0.0
+    steady_input_token_throughput: float = 0.0
+    steady_output_token_throughput: float = 0.0
