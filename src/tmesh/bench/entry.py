@@ -1,0 +1,81 @@
+"""From options to an exit code: demo engine, event loop, and every set-up error as one line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+
+from tmesh.bench.benchmark import (
+    EXIT_INTERRUPTED,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    BenchmarkError,
+    measure,
+    prepare,
+)
+from tmesh.bench.endpoint import DiscoveryError, EndpointError
+from tmesh.bench.options import BenchmarkOptions
+from tmesh.bench.runfiles import RunFilesError
+from tmesh.bench.sizing import SizingError
+from tmesh.bench.tokens import TokenizerError
+from tmesh.bench.view import View
+
+SETUP_ERRORS = (
+    BenchmarkError,
+    DiscoveryError,
+    EndpointError,
+    RunFilesError,
+    SizingError,
+    TokenizerError,
+)
+
+
+async def _benchmark(opts: BenchmarkOptions, view: View) -> int:
+    prep = await prepare(opts, view)
+    if opts.duration is None and opts.max_requests is None:
+        view.out("NOTE: tmesh-cli benchmark will run forever until you interrupt the process.")
+    view.out(_workload_block(prep))
+    view.start()
+    return await measure(opts, prep, view)
+
+
+def _workload_block(prep) -> str:
+    from tmesh.bench.console import format_workload
+
+    return format_workload(prep.spec, prep.prompts.oracle, prep.prompts.exact)
+
+
+@contextlib.contextmanager
+def _target(opts: BenchmarkOptions, view: View) -> Iterator[None]:
+    """For --demo, start the simulated engine and point the options at it."""
+    if not opts.demo:
+        yield
+        return
+    from tmesh.demo import DEMO_DURATION_S, demo_engine
+
+    if opts.duration is None and opts.max_requests is None:
+        opts.duration = DEMO_DURATION_S
+    view.progress(f"starting the simulated engine (profile {opts.profile})…")
+    with demo_engine(opts.profile) as url:
+        opts.endpoint = url
+        yield
+
+
+def run(opts: BenchmarkOptions) -> int:
+    view = View(opts.quiet, opts.json, opts.live, opts.duration)
+    try:
+        with _target(opts, view):
+            return asyncio.run(_benchmark(opts, view))
+    except SETUP_ERRORS as exc:
+        view.error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        view.error("interrupted before the run started; nothing was written")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("TMESH_DEBUG"):
+            raise
+        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
+        return EXIT_RUN_FAILED
