@@ -125,6 +125,14 @@ def test_no_request_interval_replaces_the_interval_part_with_one_line() -> None:
     assert not any(line.startswith(("Interval Average", "Requests Processed")) for line in lines)
 
 
+def test_interval_with_only_failures_says_none_succeeded() -> None:
+    snap = seed_snapshot(interval_stats=WindowStats(errors={"http_5xx": 2}))
+    snap.global_stats.errors = {"http_5xx": 2}
+    lines = console.format_interval(snap).splitlines()
+    assert lines[7] == "no requests succeeded in the last 5 s"
+    assert "Errors: 2 (http_5xx 2); last 5 s: 2 (http_5xx 2)" in lines
+
+
 def test_first_block_before_any_request_shows_na() -> None:
     snap = seed_snapshot(
         global_stats=WindowStats(), interval_stats=WindowStats(), total_requests=0, qps=0.0
@@ -137,27 +145,33 @@ def test_first_block_before_any_request_shows_na() -> None:
 
 def test_server_lines_grouped_and_formatted() -> None:
     server = {
-        "gpu_prefix_cache_hit_rate": 0.125,
-        "external_prefix_cache_hit_rate": 0.8,
-        "kv_cache_usage": 0.97,
-        "num_requests_running": 20.0,
-        "num_requests_waiting": 3.0,
-        "num_preemptions": 0.0,
-        "kv_offload_bytes_loaded": 3 * 1024**3,
+        "gpu_hit_rate": 0.125,
+        "external_hit_rate": 0.8,
+        "prompt_tokens": 1_600_000.0,
+        "gpu_hit_tokens": 200_000.0,
+        "external_hit_tokens": 1_280_000.0,
+        "kv_usage_perc": 0.97,
+        "running": 20.0,
+        "waiting": 3.0,
+        "preemptions": 0.0,
+        "offload_load_bytes": 3 * 1024**3,
         "something_new": 1.5,
     }
     lines = console.format_interval(seed_snapshot(server=server)).splitlines()
-    assert (
-        "Server Prefix Cache Hit Rate: external_prefix_cache_hit_rate 80.0% · "
-        "gpu_prefix_cache_hit_rate 12.5%"
-    ) in lines
-    assert "Server KV Cache Usage: kv_cache_usage 97.0%" in lines
-    assert (
-        "Server Requests Running / Waiting: num_requests_running 20 · num_requests_waiting 3"
-    ) in lines
-    assert "Server Preemptions: num_preemptions 0" in lines
-    assert "Server Offload: kv_offload_bytes_loaded 3.0 GiB" in lines
-    assert lines[-1] == "Server Other: something_new 1.5"
+    assert lines[-7:] == [
+        "Server Prefix Cache Hit Rate: GPU 12.5% · external 80.0%",
+        "Server Prompt Tokens: total 1600000 · GPU hits 200000 · external hits 1280000",
+        "Server KV Cache Usage: 97.0%",
+        "Server Requests: running 20 · waiting 3",
+        "Server Preemptions: 0",
+        "Server Offload Loaded: 3.0 GiB",
+        "Server Other: something_new 1.5",
+    ]
+
+
+def test_server_line_for_a_rate_the_server_could_not_compute() -> None:
+    lines = console.format_interval(seed_snapshot(server={"gpu_hit_rate": float("nan")}))
+    assert lines.splitlines()[-1] == "Server Prefix Cache Hit Rate: GPU n/a"
 
 
 def test_cached_tokens_line_from_usage() -> None:
@@ -274,6 +288,16 @@ def test_summary_without_warmup_has_no_steady_column() -> None:
     text = rendered(summary(0.0))
     assert "steady" not in text
     assert "Verdict" not in text
+    assert "Server" not in text
+
+
+def test_summary_shows_server_view_when_present() -> None:
+    s = summary(0.0)
+    s.server = {"gpu_hit_rate": 0.25, "offload_load_bytes": 2048.0}
+    text = rendered(s)
+    assert "Server metrics over the run" in text
+    assert "GPU 25.0%" in text
+    assert "2.0 KiB" in text
 
 
 def test_live_view_shows_time_left() -> None:

@@ -44,14 +44,30 @@ SEED_INTERVAL_LABELS = (
 
 NOT_AVAILABLE = "n/a"
 
-_SERVER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Server Prefix Cache Hit Rate", ("hit",)),
-    ("Server KV Cache Usage", ("usage", "perc")),
-    ("Server Requests Running / Waiting", ("running", "waiting")),
-    ("Server Preemptions", ("preempt",)),
-    ("Server Offload", ("offload", "bytes", "lmcache")),
+_SERVER_LINES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Server Prefix Cache Hit Rate",
+        (
+            ("gpu_hit_rate", "GPU"),
+            ("external_hit_rate", "external"),
+            ("sglang_cache_hit_rate", "SGLang"),
+            ("lmcache_hit_rate", "LMCache"),
+        ),
+    ),
+    (
+        "Server Prompt Tokens",
+        (
+            ("prompt_tokens", "total"),
+            ("gpu_hit_tokens", "GPU hits"),
+            ("external_hit_tokens", "external hits"),
+        ),
+    ),
+    ("Server KV Cache Usage", (("kv_usage_perc", ""),)),
+    ("Server Requests", (("running", "running"), ("waiting", "waiting"))),
+    ("Server Preemptions", (("preemptions", ""),)),
+    ("Server Offload Loaded", (("offload_load_bytes", ""),)),
 )
-_FRACTION_HINTS = ("hit", "rate", "usage", "perc")
+_FRACTION_SUFFIXES = ("_rate", "_perc")
 
 
 def format_discovery(
@@ -94,7 +110,12 @@ def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool) -> str:
 
 
 def interval_lines(snap: IntervalSnapshot) -> list[tuple[str, str]]:
-    """(label, value) pairs of the 5-second block: the seed's lines, then ours."""
+    """(label, value) pairs of the 5-second block: the seed's lines, then ours.
+
+    An interval in which no request succeeded has no averages to show, so its five seed lines
+    give way to one "no requests finished" line (label ""), "succeeded" if some failed (the errors
+    line below says how).
+    """
     g, i = snap.global_stats, snap.interval_stats
     pairs = [
         ("Elapsed Time", f"{snap.elapsed:.2f} s"),
@@ -107,7 +128,8 @@ def interval_lines(snap: IntervalSnapshot) -> list[tuple[str, str]]:
         pairs.append((f"Requests Processed in Last {seconds} second Interval", f"{i.requests}"))
         pairs.extend(_average_pairs("Interval", i))
     else:
-        pairs.append(("", f"no requests finished in the last {seconds} s"))
+        verb = "succeeded" if i.errors else "finished"
+        pairs.append(("", f"no requests {verb} in the last {seconds} s"))
     pairs.extend(_extra_pairs(snap))
     return pairs
 
@@ -133,7 +155,10 @@ def _average_pairs(scope: str, w: WindowStats) -> list[tuple[str, str]]:
 
 def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     g, i = snap.global_stats, snap.interval_stats
-    pairs = [(f"{name} p50 / p90 / p99", _percentiles(m)) for name, m in _latencies(g)]
+    pairs = [
+        (f"{name} p50 / p90 / p99", _percentiles(m))
+        for name, m in (("TTFT", g.ttft), ("ITL", g.itl), ("E2E", g.e2e))
+    ]
     pairs.append(("Errors", _errors(g.errors, i.errors, _interval_words(snap.interval_seconds))))
     pairs.append(("Context Rotations Completed", f"{snap.rotations}"))
     cold_warm = _cold_warm(snap.cold_ttft, snap.warm_ttft)
@@ -156,40 +181,33 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     return pairs
 
 
-def _latencies(w: WindowStats) -> list[tuple[str, MetricStats]]:
-    return [("TTFT", w.ttft), ("ITL", w.itl), ("E2E", w.e2e)]
-
-
 def server_pairs(server: dict[str, float]) -> list[tuple[str, str]]:
-    """One line per group of server metrics, matched by key substrings; unknown keys last.
+    """One line per group of the scraper's interval keys (`servermetrics.interval_view`).
 
-    The keys come from the server-metrics scraper, so they are grouped generically rather than
-    listed: a key renamed there still shows up, at worst on the "Server Other" line.
+    A key this table does not know (added to the scraper later) still shows, on "Server Other".
     """
-    remaining = dict(sorted(server.items()))
     pairs = []
-    for title, needles in _SERVER_GROUPS:
-        group = {k: v for k, v in remaining.items() if any(n in k.lower() for n in needles)}
-        if group:
-            pairs.append((title, _key_values(group)))
-            for key in group:
-                del remaining[key]
-    if remaining:
-        pairs.append(("Server Other", _key_values(remaining)))
+    for title, members in _SERVER_LINES:
+        parts = [
+            f"{label} {_server_value(key, server[key])}".strip()
+            for key, label in members
+            if key in server
+        ]
+        if parts:
+            pairs.append((title, " · ".join(parts)))
+    known = {key for _, members in _SERVER_LINES for key, _ in members}
+    other = [f"{k} {_server_value(k, v)}" for k, v in sorted(server.items()) if k not in known]
+    if other:
+        pairs.append(("Server Other", " · ".join(other)))
     return pairs
 
 
-def _key_values(values: dict[str, float]) -> str:
-    return " · ".join(f"{key} {_server_value(key, value)}" for key, value in values.items())
-
-
 def _server_value(key: str, value: float | None) -> str:
-    lowered = key.lower()
     if value is None or not math.isfinite(value):
         return NOT_AVAILABLE
-    if any(h in lowered for h in _FRACTION_HINTS) and 0.0 <= value <= 1.0:
+    if key.endswith(_FRACTION_SUFFIXES) and 0.0 <= value <= 1.0:
         return f"{value * 100:.1f}%"
-    if "bytes" in lowered:
+    if key.endswith("_bytes"):
         return _bytes(value)
     if value == int(value):
         return f"{int(value)}"
@@ -262,9 +280,11 @@ def _interval_words(seconds: float) -> str:
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
-    """The final summary: run-level figures, then per-request metrics overall and steady state."""
+    """The final summary: run-level figures, per-request metrics, server view, verdict."""
     console.print(_run_table(summary))
     console.print(_metrics_table(summary))
+    if summary.server:
+        console.print(_table(server_pairs(summary.server), "Server metrics over the run"))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 

@@ -61,7 +61,12 @@ class Distribution:
         return cls(THROUGHPUT_SCALE, THROUGHPUT_HIGHEST)
 
     def add(self, value: float) -> None:
-        self._hist.record_value(min(self._top, max(0, round(value * self.scale))))
+        scaled = round(value * self.scale)
+        if scaled > self._top:
+            scaled = self._top
+        elif scaled < 0:
+            scaled = 0
+        self._hist.record_value(scaled)
         self.count += 1
         self.total += value
         if self.min is None or value < self.min:
