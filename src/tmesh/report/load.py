@@ -1,0 +1,325 @@
+"""Read a run folder back into the records the benchmark wrote.
+
+The report commands see only files, so they work on runs made on another machine, by another
+version, or cut short by Ctrl-C: a truncated last line or a missing `summary.json` is expected
+damage, repaired here once so every renderer downstream can trust what it gets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+
+from tmesh.bench.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
+from tmesh.report.replay import Replay
+
+T = TypeVar("T")
+
+CONFIG, SUMMARY, INTERVALS, REQUESTS = "config.json", "summary.json", "intervals.jsonl", "requests"
+RECOMPUTED = "recomputed from requests.jsonl"
+_ROTATED = re.compile(r"^requests(?:\.(\d+))?\.jsonl$")
+
+
+class RunLoadError(Exception):
+    """A run folder that cannot be reported on; `str()` is one line naming the folder and cause."""
+
+
+class RecordShapeError(ValueError):
+    """A JSON object that does not have the shape of the record it should hold."""
+
+
+@dataclass
+class RequestColumns:
+    """Per-request values the charts and the fallback aggregates need, one numpy array each.
+
+    Only successful requests are kept column-wise (NaN where a metric is undefined, e.g. ITL of a
+    one-token answer); failures keep only when they ended and their kind, for error counts.
+    """
+
+    t_end: np.ndarray
+    ttft: np.ndarray
+    itl: np.ndarray
+    e2e: np.ndarray
+    prefill_throughput: np.ndarray
+    decode_throughput: np.ndarray
+    prompt_tokens: np.ndarray
+    completion_tokens: np.ndarray
+    cached_tokens: np.ndarray
+    visit: np.ndarray
+    rotation: np.ndarray
+    failed_t_end: np.ndarray
+    failed_kind: np.ndarray
+
+    @property
+    def ok_count(self) -> int:
+        return len(self.t_end)
+
+    @property
+    def failed_count(self) -> int:
+        return len(self.failed_kind)
+
+
+@dataclass
+class Run:
+    """Everything a report needs from one run folder.
+
+    `summary_source` and `notes` say what had to be repaired, so a report never silently presents
+    recomputed numbers as the ones the benchmark printed.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    spec: WorkloadSpec
+    summary: RunSummary
+    summary_source: str
+    intervals: list[IntervalSnapshot]
+    intervals_source: str
+    requests: RequestColumns
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def options(self) -> dict[str, Any]:
+        options = self.config.get("options")
+        return options if isinstance(options, dict) else {}
+
+
+def load_run(path: Path | str) -> Run:
+    """Load a run folder; raises `RunLoadError` with a one-line message when it is not usable."""
+    root = Path(path)
+    _check_folder(root)
+    notes: list[str] = []
+    config = _read_config(root)
+    spec = _workload(root, config)
+    intervals = list(_read_jsonl(root / INTERVALS, IntervalSnapshot, notes))
+    summary, problem = _read_summary(root)
+    replay = Replay(spec, _option(config, "warmup", 0.0), _option(config, "interval", 5.0))
+    needs_replay = summary is None or not intervals
+    requests = _read_requests(root, notes, replay if needs_replay else None)
+    summary_source = intervals_source = "as recorded"
+    if summary is None:
+        summary = replay.summary(intervals)
+        summary_source = RECOMPUTED
+        notes.append(f"{problem}; the figures were recomputed from requests.jsonl")
+    if not intervals:
+        intervals = replay.finish()
+        intervals_source = RECOMPUTED
+        if intervals:
+            notes.append(f"{INTERVALS} is missing or empty; the time series were recomputed")
+    return Run(
+        root, config, spec, summary, summary_source, intervals, intervals_source, requests, notes
+    )
+
+
+def _check_folder(root: Path) -> None:
+    if not root.exists():
+        raise RunLoadError(f"{root}: no such directory")
+    if not root.is_dir():
+        raise RunLoadError(f"{root}: not a directory (pass the run folder, not a file in it)")
+    if not (root / CONFIG).exists():
+        if any((root / name).exists() for name in (SUMMARY, INTERVALS)) or _request_files(root):
+            raise RunLoadError(f"{root}: {CONFIG} is missing, so the workload is unknown")
+        raise RunLoadError(
+            f"{root}: not a tmesh run folder (no {CONFIG}, {SUMMARY} or requests.jsonl)"
+        )
+
+
+def _read_config(root: Path) -> dict[str, Any]:
+    path = root / CONFIG
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise RunLoadError(f"{path}: {_json_problem(exc)}") from None
+    if not isinstance(data, dict):
+        raise RunLoadError(f"{path}: expected a JSON object")
+    return data
+
+
+def _read_summary(root: Path) -> tuple[RunSummary | None, str]:
+    """The summary, or None and why not (a run killed mid-write leaves none or half of one)."""
+    path = root / SUMMARY
+    if not path.exists():
+        return None, f"{SUMMARY} is missing (the run was interrupted)"
+    try:
+        return build_record(RunSummary, json.loads(path.read_bytes())), ""
+    except (OSError, ValueError) as exc:
+        return None, f"{SUMMARY} is unusable: {_json_problem(exc)}"
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read ({exc.strerror or exc})"
+    if isinstance(exc, RecordShapeError):
+        return f"incomplete ({exc})"
+    return f"not valid JSON ({exc})"
+
+
+def _workload(root: Path, config: dict[str, Any]) -> WorkloadSpec:
+    try:
+        return build_record(WorkloadSpec, config.get("workload"))
+    except RecordShapeError as exc:
+        raise RunLoadError(f"{root / CONFIG}: no usable workload ({exc})") from None
+
+
+def _option(config: dict[str, Any], name: str, default: float) -> float:
+    options = config.get("options")
+    value = options.get(name) if isinstance(options, dict) else None
+    return float(value) if _is_number(value) and value >= 0 else default
+
+
+def _request_files(root: Path) -> list[Path]:
+    """`requests.jsonl` then its continuations `requests.1.jsonl`, `requests.2.jsonl`, …: the
+    order the runner wrote them, which is the order the requests finished."""
+    found = []
+    for entry in root.iterdir():
+        match = _ROTATED.match(entry.name)
+        if match:
+            found.append((int(match.group(1) or 0), entry))
+    return [entry for _, entry in sorted(found)]
+
+
+def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> RequestColumns:
+    ok: dict[str, array] = {name: array("d") for name in _OK_COLUMNS}
+    failed_t_end = array("d")
+    failed_kind: list[str] = []
+    for path in _request_files(root):
+        for record in _read_jsonl(path, RequestRecord, notes):
+            if replay is not None:
+                replay.add(record)
+            if record.ok:
+                _append_ok(ok, record)
+            else:
+                failed_t_end.append(_end_time(record))
+                failed_kind.append(str(record.error))
+    columns = {name: np.frombuffer(values, dtype=np.float64) for name, values in ok.items()}
+    return RequestColumns(
+        **columns,
+        failed_t_end=np.frombuffer(failed_t_end, np.float64),
+        failed_kind=np.array(failed_kind, dtype=object),
+    )
+
+
+_OK_COLUMNS = (
+    "t_end",
+    "ttft",
+    "itl",
+    "e2e",
+    "prefill_throughput",
+    "decode_throughput",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "visit",
+    "rotation",
+)
+
+
+def _append_ok(columns: dict[str, array], record: RequestRecord) -> None:
+    nan = float("nan")
+    values = {
+        "t_end": _end_time(record),
+        "cached_tokens": nan if record.cached_tokens is None else record.cached_tokens,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "visit": record.visit,
+        "rotation": record.rotation,
+    }
+    for name in ("ttft", "itl", "e2e", "prefill_throughput", "decode_throughput"):
+        value = getattr(record, name)
+        values[name] = nan if value is None else value
+    for name, value in values.items():
+        columns[name].append(float(value))
+
+
+def _end_time(record: RequestRecord) -> float:
+    return record.t_end if record.t_end is not None else record.t0
+
+
+def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:
+    """Records of a JSONL file, one line at a time; damaged lines are skipped and counted."""
+    if not path.exists():
+        return
+    damaged = 0
+    last_damaged = False
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                try:
+                    record = build_record(cls, orjson.loads(line))
+                except (orjson.JSONDecodeError, RecordShapeError):
+                    damaged += 1
+                    last_damaged = True
+                    continue
+                last_damaged = False
+                yield record
+    except OSError as exc:
+        raise RunLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if damaged == 1 and last_damaged:
+        notes.append(f"{path.name}: ignored a truncated last line (the run was cut off mid-write)")
+    elif damaged:
+        notes.append(f"{path.name}: ignored {damaged} damaged line(s)")
+
+
+def build_record(cls: type[T], data: Any) -> T:
+    """A records dataclass from its `asdict` form; unknown keys are ignored (newer writers).
+
+    Numbers are type-checked because every renderer does arithmetic on them; a string where a
+    float belongs would otherwise surface as a traceback far from the file that caused it.
+    """
+    if not isinstance(data, dict):
+        raise RecordShapeError(f"{cls.__name__} must be a JSON object")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for spec in fields(cls):
+        if spec.name in data:
+            kwargs[spec.name] = _convert(hints[spec.name], data[spec.name], spec.name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        missing = [spec.name for spec in fields(cls) if spec.name not in data]
+        raise RecordShapeError(f"{cls.__name__} lacks {', '.join(missing) or exc}") from None
+
+
+def _convert(hint: Any, value: Any, name: str) -> Any:
+    options = _union_members(hint)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise RecordShapeError(f"{name} is null")
+    for option in options:
+        if is_dataclass(option):
+            return build_record(option, value)
+        if option is float and _is_number(value):
+            return float(value)
+        if option is int and _is_number(value) and float(value).is_integer():
+            return int(value)
+        if option in (str, bool) and isinstance(value, option):
+            return value
+        if typing.get_origin(option) is dict and isinstance(value, dict):
+            return value
+    raise RecordShapeError(f"{name} has an unexpected value {value!r:.40}")
+
+
+def _union_members(hint: Any) -> tuple[Any, ...]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

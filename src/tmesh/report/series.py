@@ -1,0 +1,94 @@
+"""The chart series of a run: its intervals and requests turned into lines and samples.
+
+Shared by the one-run report and the comparison, so a run's QPS line is drawn from the same
+numbers in both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tmesh.report.charts import COLD, WARM, Distribution, Line
+from tmesh.report.load import Run
+
+SERVER_RATES = {
+    "gpu_hit_rate": "GPU prefix-cache hit rate",
+    "external_hit_rate": "offload tier hit rate (of GPU misses)",
+    "lmcache_hit_rate": "LMCache hit rate",
+    "sglang_cache_hit_rate": "SGLang cache hit rate",
+    "kv_usage_perc": "GPU KV cache in use",
+}
+"""Fractions (0 to 1) the benchmark's server scrape records per interval (bench.servermetrics)."""
+SERVER_QUEUE = {"running": "running", "waiting": "waiting"}
+
+
+def elapsed(run: Run) -> list[float]:
+    return [snap.elapsed for snap in run.intervals]
+
+
+def stepped(run: Run, values: list[float | None]) -> tuple[list[float], list[float | None]]:
+    """Points for a step line whose first step starts where the first interval began."""
+    if not run.intervals:
+        return [], []
+    first = run.intervals[0]
+    return [first.elapsed - first.interval_seconds, *elapsed(run)], [values[0], *values]
+
+
+def interval_qps(run: Run) -> list[float | None]:
+    return [
+        snap.interval_stats.requests / snap.interval_seconds if snap.interval_seconds > 0 else None
+        for snap in run.intervals
+    ]
+
+
+def qps_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
+    """QPS of each interval (steps) and since the start (the seed's QPS line)."""
+    x, y = stepped(run, interval_qps(run))
+    return [
+        Line(f"{prefix}per interval", x, y, faint or color, 1.2, 0.55, steps=True),
+        Line(f"{prefix}since start", elapsed(run), [s.qps for s in run.intervals], color, 2.2),
+    ]
+
+
+def ttft_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
+    """Mean TTFT of each interval (steps) and since the start (the seed's Global Average)."""
+    x, y = stepped(run, [snap.interval_stats.ttft.mean for snap in run.intervals])
+    since_start = [snap.global_stats.ttft.mean for snap in run.intervals]
+    return [
+        Line(f"{prefix}interval mean", x, y, faint or color, 1.2, 0.55, steps=True),
+        Line(f"{prefix}mean since start", elapsed(run), since_start, color, 2.2),
+    ]
+
+
+def ttft_p99_line(run: Run, color: str) -> Line:
+    x, y = stepped(run, [snap.interval_stats.ttft.p99 for snap in run.intervals])
+    return Line("interval p99", x, y, color, 1.2, dashed=True, steps=True)
+
+
+def server_keys(run: Run, names: dict[str, str]) -> list[str]:
+    """Which of `names` the run's server scrapes recorded at least once, in `names` order."""
+    seen = {key for snap in run.intervals if snap.server for key in snap.server}
+    return [key for key in names if key in seen]
+
+
+def server_line(run: Run, key: str, label: str, color: str, dashed: bool = False) -> Line:
+    values = [(snap.server or {}).get(key) for snap in run.intervals]
+    return Line(label, elapsed(run), values, color, 1.8, dashed=dashed)
+
+
+def ttft_by_visit(run: Run) -> list[Distribution]:
+    """Successful requests' TTFT split into first visits of a context and revisits."""
+    columns = run.requests
+    defined = ~np.isnan(columns.ttft)
+    first = defined & (columns.visit == 0)
+    again = defined & (columns.visit > 0)
+    groups = [
+        Distribution("first visit", columns.ttft[first], COLD),
+        Distribution("revisit", columns.ttft[again], WARM),
+    ]
+    return [group for group in groups if len(group.values)]
+
+
+def ttft_values(run: Run) -> np.ndarray:
+    ttft = run.requests.ttft
+    return ttft[~np.isnan(ttft)]
