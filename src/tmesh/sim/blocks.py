@@ -80,24 +80,26 @@ class BlockPool:
         """Pop n blocks from the LRU head, evicting any cached content they still hold."""
         if n > len(self._free):
             raise RuntimeError(f"cannot allocate {n} blocks, {len(self._free)} free")
-        out = []
-        free = self._free
+        popitem = self._free.popitem
+        out = [popitem(False)[1] for _ in range(n)]
         index = self._index
-        for _ in range(n):
-            _, block = free.popitem(last=False)
+        evicted = 0
+        for block in out:
             if block.block_hash is not None:
                 del index[block.block_hash]
                 block.block_hash = None
-                self.evictions += 1
+                evicted += 1
             block.ref_cnt = 1
-            out.append(block)
+        self.evictions += evicted
         return out
 
-    def cache(self, block: Block, block_hash: int) -> None:
-        """Register a newly full block; a concurrent duplicate of an indexed hash stays private."""
-        if block.block_hash is None and block_hash not in self._index:
-            block.block_hash = block_hash
-            self._index[block_hash] = block
+    def cache(self, blocks: Sequence[Block], block_hashes: Sequence[int]) -> None:
+        """Register newly full blocks; a concurrent duplicate of an indexed hash stays private."""
+        index = self._index
+        for block, h in zip(blocks, block_hashes, strict=True):
+            if block.block_hash is None and h not in index:
+                block.block_hash = h
+                index[h] = block
 
     def free(self, blocks: Sequence[Block]) -> None:
         """Drop one reference per block, last block first, so prefixes are evicted last."""

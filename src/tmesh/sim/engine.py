@@ -439,12 +439,11 @@ class Engine:
         start = req.num_cached_blocks
         if full <= start:
             return
-        hashes = req.block_hashes
-        for i in range(start, full):
-            self.pool.cache(req.blocks[i], hashes[i])
+        new_hashes = req.block_hashes[start:full]
+        self.pool.cache(req.blocks[start:full], new_hashes)
         req.num_cached_blocks = full
         if store and self.cpu is not None:
-            num_bytes, seconds = self.cpu.store(now, hashes[start:full])
+            num_bytes, seconds = self.cpu.store(now, new_hashes)
             if num_bytes:
                 self.metrics.record_store(num_bytes, seconds)
 
