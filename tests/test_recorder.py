@@ -260,9 +260,9 @@ def test_memory_does_not_grow_with_records() -> None:
 
     tracemalloc.start()
     try:
-        feed(2_000, 0)
+        feed(1_000, 0)
         first_current, first_peak = tracemalloc.get_traced_memory()
-        feed(10_000, 2_000)
+        feed(5_000, 1_000)
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
