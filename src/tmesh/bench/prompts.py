@@ -1,0 +1,334 @@
+"""The benchmark's prompts: contexts of exactly Input Length tokens, and short distinct questions.
+
+Speed comes from counting words, not tokenizing text piece by piece. The words used are those the
+oracle confirms to be one token each with their leading space (checked in groups, a few dozen
+texts in all), so a context is planned to the exact length before it exists; then every context is
+counted once, whole, and any difference (header numbers, unusual merges) is fixed by resizing its
+last sentence and counting that context again. Questions reuse a handful of templates whose cost
+is measured once, since their topics are single-token words too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tmesh.bench.records import WorkloadSpec
+from tmesh.bench.tokens import TokenOracle
+from tmesh.bench.words import (
+    MIN_PIECES,
+    STARTERS,
+    WORDS,
+    render_sentences,
+    sentence_shapes,
+)
+
+ANCHOR = "Document:"
+QUESTION_LEAD = "\n\nQuestion: "
+ONE_TOPIC = (
+    "What does the passage say about {a}?",
+    "Where does the document first mention {a}?",
+    "List the details the document gives about {a}.",
+    "Why does the author bring up {a}?",
+)
+TWO_TOPICS = (
+    "How are {a} and {b} related in the text?",
+    "Summarize what the text says about {a} and {b}.",
+    "Which sentence connects {a} with {b}?",
+    "What is said about {a} near the mention of {b}?",
+)
+GROUP_SIZE = 16
+MIN_WORDS = 64
+MIN_STARTERS = 4
+MAX_ROUNDS = 6
+TOPIC_SAMPLE = 32
+CHUNK = 8
+
+
+class PromptError(ValueError):
+    """The prompt set cannot be built as asked; the message is one line."""
+
+
+@dataclass
+class PromptSet:
+    """Contexts and their questions, with token counts under `oracle` (exact if `exact`)."""
+
+    contexts: list[str]
+    questions: list[list[str]]
+    context_tokens: list[int]
+    question_tokens: list[list[int]]
+    oracle: str
+    exact: bool
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Words and sentence starters (with their leading space) and their tokens per piece."""
+
+    words: list[str]
+    starters: list[str]
+    piece_cost: float
+
+
+@dataclass
+class _Draft:
+    """A context being written: fixed header and sentences, then a last sentence that can resize."""
+
+    header: str
+    topics: tuple[str, ...]
+    rng: random.Random
+    header_tokens: int = 0
+    sentences: list[str] = field(default_factory=list)
+    costs: list[int] = field(default_factory=list)
+    body: str = ""
+    tail: str = ""
+    tail_pieces: int = 0
+    text: str = ""
+    tokens: int = 0
+
+
+async def build_prompt_set(
+    spec: WorkloadSpec,
+    oracle: TokenOracle,
+    progress: Callable[[str], None] | None = None,
+) -> PromptSet:
+    """All contexts and questions of `spec`, deterministic for its seed (and the oracle)."""
+    say = progress or _silent
+    target, count = spec.input_length, spec.num_contexts
+    say(f"building {count} contexts of {target} tokens (token counts: {oracle.name})…")
+    vocab = await find_vocabulary(oracle)
+    drafts = [_start(spec, index, vocab) for index in range(count)]
+    probes = [_template_probe(drafts[0].header, template, vocab) for template in _templates()]
+    measured = await oracle.count([d.header for d in drafts] + probes)
+    for draft, tokens in zip(drafts, measured[:count], strict=True):
+        draft.header_tokens = tokens
+    template_costs = [tokens - drafts[0].header_tokens for tokens in measured[count:]]
+    await _plan_and_count(drafts, oracle, target, vocab)
+    await _converge(drafts, oracle, target, vocab, say)
+    questions, question_tokens = [], []
+    for index, draft in enumerate(drafts):
+        texts, costs = _questions(spec, index, draft, vocab, template_costs)
+        questions.append(texts)
+        question_tokens.append(costs)
+    exact = oracle.exact and all(d.tokens == target for d in drafts)
+    return PromptSet(
+        [d.text for d in drafts],
+        questions,
+        [d.tokens for d in drafts],
+        question_tokens,
+        oracle.name,
+        exact,
+    )
+
+
+async def find_vocabulary(oracle: TokenOracle) -> Vocabulary:
+    """The candidate words usable as one token each (exact oracles), or all with their mean cost."""
+    words = [" " + w for w in WORDS]
+    starters = [" " + w for w in STARTERS]
+    if not oracle.exact:
+        groups = _groups(words + starters, GROUP_SIZE)
+        base, *costs = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
+        per_piece = sum(c - base for c in costs) / sum(len(g) for g in groups)
+        return Vocabulary(words, starters, max(per_piece, 0.1))
+    single = await single_token_pieces(oracle, words + starters)
+    vocab = Vocabulary([w for w in words if w in single], [s for s in starters if s in single], 1.0)
+    if len(vocab.words) < MIN_WORDS or len(vocab.starters) < MIN_STARTERS:
+        raise PromptError(
+            f"{oracle.name} splits common English words into several tokens "
+            f"({len(vocab.words)} single-token words found, {MIN_WORDS} needed); "
+            "exact-length prompts cannot be built with it"
+        )
+    return vocab
+
+
+async def single_token_pieces(oracle: TokenOracle, candidates: list[str]) -> set[str]:
+    """Candidates that add exactly one token after a fixed anchor, found by group testing.
+
+    A group of k words that adds k tokens holds only single-token words (each adds at least one);
+    failing groups are split in four and tried again, so a well-behaved tokenizer needs about
+    `len(candidates) / GROUP_SIZE` texts and a few more rounds only for its exceptions.
+    """
+    good: set[str] = set()
+    groups = _groups(candidates, GROUP_SIZE)
+    while groups:
+        base, *counts = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
+        retry: list[list[str]] = []
+        for group, tokens in zip(groups, counts, strict=True):
+            if tokens - base == len(group):
+                good.update(group)
+            elif len(group) > 1:
+                retry.extend(_groups(group, math.ceil(len(group) / 4)))
+        groups = retry
+    return good
+
+
+def _groups(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _start(spec: WorkloadSpec, index: int, vocab: Vocabulary) -> _Draft:
+    rng = random.Random(f"tmesh-context:{spec.seed}:{index}")
+    a, b, c = rng.sample(vocab.words, 3)
+    header = (
+        f"Document {index + 1} of {spec.num_contexts} (run seed {spec.seed}): "
+        f"notes on{a},{b} and{c}."
+    )
+    return _Draft(header, (a[1:], b[1:], c[1:]), rng)
+
+
+def _templates() -> tuple[str, ...]:
+    return ONE_TOPIC + TWO_TOPICS
+
+
+def _template_probe(anchor: str, template: str, vocab: Vocabulary) -> str:
+    """A context-like end followed by a question, to measure what the question adds."""
+    return anchor + QUESTION_LEAD + template.format(a=vocab.words[0][1:], b=vocab.words[1][1:])
+
+
+def _fill(draft: _Draft, target: int, vocab: Vocabulary) -> None:
+    pieces = round((target - draft.header_tokens) / vocab.piece_cost)
+    if pieces < MIN_PIECES:
+        raise PromptError(
+            f"--input-length {target} is too short: the document header alone is "
+            f"{draft.header_tokens} tokens"
+        )
+    shapes = sentence_shapes(draft.rng, pieces)
+    draft.sentences = render_sentences(draft.rng, vocab.words, vocab.starters, shapes[:-1])
+    draft.costs = [length + 1 + (comma > 0) for length, comma in shapes[:-1]]
+    draft.body = "".join(draft.sentences)
+    _set_tail(draft, shapes[-1][0] + 1, vocab)
+
+
+def _set_tail(draft: _Draft, pieces: int, vocab: Vocabulary) -> None:
+    """Replace the last sentence by one of `pieces` pieces (words and its period)."""
+    shrunk = False
+    while pieces < MIN_PIECES and draft.sentences:
+        pieces += draft.costs.pop()
+        draft.sentences.pop()
+        shrunk = True
+    if shrunk:
+        draft.body = "".join(draft.sentences)
+    pieces = max(pieces, MIN_PIECES)
+    (draft.tail,) = render_sentences(draft.rng, vocab.words, vocab.starters, [(pieces - 1, 0)])
+    draft.tail_pieces = pieces
+    draft.text = draft.header + draft.body + draft.tail
+
+
+async def _plan_and_count(
+    drafts: list[_Draft], oracle: TokenOracle, target: int, vocab: Vocabulary
+) -> None:
+    """Write every context and count it once, in chunks: Python writes the next chunk while the
+    oracle (a Rust tokenizer in a thread, or the server) counts the previous one, and only one
+    chunk's encodings are alive at a time."""
+    running: asyncio.Future[list[int]] | None = None
+    previous: list[_Draft] = []
+    for start in range(0, len(drafts), CHUNK):
+        chunk = drafts[start : start + CHUNK]
+        for draft in chunk:
+            _fill(draft, target, vocab)
+        if running is not None:
+            _record(previous, await running)
+        previous = chunk
+        running = asyncio.ensure_future(oracle.count([draft.text for draft in chunk]))
+        await asyncio.sleep(0)  # let the count start before writing the next chunk
+    if running is not None:
+        _record(previous, await running)
+
+
+def _record(drafts: list[_Draft], counts: list[int]) -> None:
+    for draft, tokens in zip(drafts, counts, strict=True):
+        draft.tokens = tokens
+
+
+async def _converge(
+    drafts: list[_Draft],
+    oracle: TokenOracle,
+    target: int,
+    vocab: Vocabulary,
+    say: Callable[[str], None],
+) -> None:
+    """Resize the last sentence of contexts off target and count those again, a few rounds.
+
+    An estimate cannot be met exactly (a new sentence changes the estimate unpredictably), so
+    approximate oracles get one correction only.
+    """
+    rounds = MAX_ROUNDS if oracle.exact else 1
+    pending = [d for d in drafts if d.tokens != target]
+    if pending and oracle.exact:
+        say(f"adjusting {len(pending)} of {len(drafts)} contexts to the exact length…")
+    for _ in range(rounds):
+        resized = []
+        for draft in pending:
+            change = round((target - draft.tokens) / vocab.piece_cost)
+            if change:
+                _set_tail(draft, draft.tail_pieces + change, vocab)
+                resized.append(draft)
+        if not resized:
+            return
+        _record(resized, await oracle.count([draft.text for draft in resized]))
+        pending = [d for d in resized if d.tokens != target]
+
+
+def _questions(
+    spec: WorkloadSpec,
+    index: int,
+    draft: _Draft,
+    vocab: Vocabulary,
+    template_costs: list[int],
+) -> tuple[list[str], list[int]]:
+    """`questions_per_context` distinct questions about words that occur in the context.
+
+    Questions are drawn without replacement from the numbered space of (template, topic, topic)
+    choices, which stays distinct without building the whole space.
+    """
+    rng = random.Random(f"tmesh-questions:{spec.seed}:{index}")
+    wanted = spec.questions_per_context
+    topics = _topics(draft, rng, vocab)
+    size = min(len(topics), TOPIC_SAMPLE)
+    while _capacity(size) < wanted and size < len(topics):
+        size = min(len(topics), size * 2)
+    if _capacity(size) < wanted:
+        raise PromptError(
+            f"--questions-per-context {wanted} is more than the {_capacity(size)} distinct "
+            f"questions a {spec.input_length}-token context allows"
+        )
+    chosen = rng.sample(topics, size)
+    texts, costs = [], []
+    for number in rng.sample(range(_capacity(size)), wanted):
+        template, a, b = _decode(number, size)
+        texts.append(QUESTION_LEAD + _templates()[template].format(a=chosen[a], b=chosen[b]))
+        costs.append(template_costs[template])
+    return texts, costs
+
+
+def _topics(draft: _Draft, rng: random.Random, vocab: Vocabulary) -> list[str]:
+    """Single-token words that really occur in the context (not its sentence starters)."""
+    sample = [*rng.sample(draft.sentences, min(len(draft.sentences), 64)), draft.tail]
+    single = {w[1:] for w in vocab.words}
+    found = {word.strip(",.") for sentence in sample for word in sentence.split()[1:]}
+    return sorted((found & single) | set(draft.topics))
+
+
+def _capacity(topics: int) -> int:
+    return len(ONE_TOPIC) * topics + len(TWO_TOPICS) * topics * (topics - 1)
+
+
+def _decode(number: int, topics: int) -> tuple[int, int, int]:
+    """The (template, first topic, second topic) numbered `number`; topics differ when two."""
+    ones = len(ONE_TOPIC) * topics
+    if number < ones:
+        return number // topics, number % topics, 0
+    number -= ones
+    pairs = topics * (topics - 1)
+    template, pair = divmod(number, pairs)
+    first, second = divmod(pair, topics - 1)
+    if second >= first:
+        second += 1
+    return len(ONE_TOPIC) + template, first, second
+
+
+def _silent(_text: str) -> None:
+    return None
