@@ -196,8 +196,9 @@ class ServerMetricsScraper:
     body without vLLM/SGLang/LMCache metrics stops further scrapes (the server will not grow
     them); a refused connection or a timeout is retried next interval.
 
-    Give it a session of its own (e.g. `client.make_session(1, insecure)`): a pool shared with
-    the benchmark's streams is full during the run, and the scrape would wait behind them.
+    Its session's pool needs a free connection while the benchmark's streams hold theirs
+    (a limit above the in-flight maximum, or a session of its own), or the scrape waits behind
+    them and times out.
     """
 
     def __init__(
@@ -235,6 +236,16 @@ class ServerMetricsScraper:
             return self._fail(f"{self.url} has no vLLM, SGLang or LMCache metrics", permanent=True)
         self.unavailable_reason = None
         return sample
+
+    @property
+    def stopped(self) -> bool:
+        """True once the endpoint has shown it will never serve usable metrics."""
+        return self._stopped
+
+    @staticmethod
+    def interval(prev: ServerSample | None, cur: ServerSample) -> dict[str, float]:
+        """`interval_view`, where the caller holds the scraper."""
+        return interval_view(prev, cur)
 
     def pop_notice(self) -> str | None:
         """The reason the server's metrics are missing, the first time only."""

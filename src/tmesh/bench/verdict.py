@@ -3,9 +3,9 @@
 The workload exists to overflow the GPU KV cache so that revisits must come from an offload tier
 (or be recomputed). Three facts settle what happened: the working set against the GPU capacity
 the server reports, the server's hit rates while revisiting, and how much faster revisits were
-than first visits as the client measured them. The hit rates must describe revisits: give a
-server view that starts once the first rotation is done (before it, every lookup is a first
-visit and a miss by construction, which would dilute them).
+than first visits as the client measured them. The hit rates must describe revisits: first
+visits are misses by construction (every context starts with its own tokens), so their lookups
+are taken out of the server's counters before dividing, or a short run would look half-missed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tmesh.bench.records import MetricStats, WorkloadSpec
+from tmesh.bench.records import MetricStats, RunSummary, WorkloadSpec
+from tmesh.bench.servermetrics import ServerMetricsScraper, ServerSample, run_view
 
 NOT_ENOUGH = "not enough revisits yet to judge (run past the first rotation)"
 HIT = 0.5  # revisits are "served from cache" when at least half of their tokens were cached
@@ -39,14 +40,49 @@ class Verdict:
     conclusion: str
 
 
+def summarize_cache(
+    summary: RunSummary,
+    spec: WorkloadSpec,
+    scraper: ServerMetricsScraper | None,
+    first: ServerSample | None,
+    last: ServerSample | None,
+) -> Verdict:
+    """Fill `summary.server` (the run's server view plus the verdict's facts) and `summary.verdict`.
+
+    `first`/`last` are the scrapes before the load and the last good one; without them the
+    verdict rests on the client's TTFT alone. If the scraper's last attempt failed, the server
+    figures stop at `last` and the conclusion says so.
+    """
+    server = run_view(first, last) if first is not None and last is not None else None
+    verdict = cache_verdict(
+        summary.cold_ttft,
+        summary.warm_ttft,
+        spec,
+        server,
+        first_visit_tokens=summary.cold_ttft.count * spec.input_length,
+    )
+    if server is not None:
+        summary.server = {**server, **_facts_as_numbers(verdict)}
+    summary.verdict = verdict.conclusion
+    if scraper is not None and scraper.unavailable_reason and server is not None:
+        summary.verdict += f" (server metrics stopped early: {scraper.unavailable_reason})"
+    return verdict
+
+
 def cache_verdict(
     cold_ttft: MetricStats,
     warm_ttft: MetricStats,
     spec: WorkloadSpec,
     server: Mapping[str, float] | None,
+    first_visit_tokens: int = 0,
     min_revisits: int = 3,
 ) -> Verdict:
-    """Judge from TTFT by visit and a server view (`servermetrics.run_view` shape) or None."""
+    """Judge from TTFT by visit and a server view (`servermetrics.run_view` shape) or None.
+
+    `first_visit_tokens`: prompt tokens of the contexts' first visits inside the view, removed
+    from its lookups so the hit rates are those of revisits (0 when the view starts after the
+    first rotation).
+    """
     server = server or {}
     working = spec.num_contexts * spec.input_length
     capacity = _positive_int(server.get("gpu_capacity_tokens"))
@@ -54,8 +90,8 @@ def cache_verdict(
     facts = _Facts(
         working=working,
         capacity=capacity,
-        gpu=server.get("gpu_hit_rate"),
-        external=server.get("external_hit_rate"),
+        gpu=_revisit_rate(server, "gpu", first_visit_tokens),
+        external=_revisit_rate(server, "external", first_visit_tokens),
         ratio=ratio,
     )
     enough = ratio is not None and warm_ttft.count >= min_revisits
@@ -162,6 +198,25 @@ def _client_only(f: _Facts) -> str:
         f"revisits are not served from a cache: {_ttft(f.ratio)}; the server exposes no cache "
         "metrics to say why"
     )
+
+
+def _revisit_rate(server: Mapping[str, float], tier: str, first_visit_tokens: int) -> float | None:
+    """Hits over the lookups revisits made; the view's own rate when it has no token totals."""
+    hits, queries = server.get(f"{tier}_hit_tokens"), server.get(f"{tier}_query_tokens")
+    if hits is None or queries is None:
+        return server.get(f"{tier}_hit_rate")
+    revisit_queries = queries - first_visit_tokens
+    return min(hits / revisit_queries, 1.0) if revisit_queries > 0 else None
+
+
+def _facts_as_numbers(verdict: Verdict) -> dict[str, float]:
+    facts = {
+        "working_set_tokens": verdict.working_set_tokens,
+        "revisit_gpu_hit_rate": verdict.revisit_gpu_hit_rate,
+        "revisit_external_hit_rate": verdict.revisit_external_hit_rate,
+        "warm_cold_ttft_ratio": verdict.warm_cold_ttft_ratio,
+    }
+    return {key: float(value) for key, value in facts.items() if value is not None}
 
 
 def _speedup(cold: MetricStats, warm: MetricStats) -> float | None:
