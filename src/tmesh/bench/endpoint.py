@@ -31,7 +31,7 @@ class DiscoveryError(Exception):
     """Asking the server for its models failed; `str()` is one line naming the cause and the URL."""
 
     def __init__(self, cause: str, url: str) -> None:
-        super().__init__(f"model discovery failed: {cause} (GET {url})")
+        super().__init__(f"model discovery failed: GET {url}: {cause}")
         self.cause = cause
         self.url = url
 
