@@ -302,7 +302,16 @@ async def test_scraper_without_metrics_endpoint_says_so_once_and_stops(serve, se
     assert "404" in (scraper.pop_notice() or "")
     assert scraper.pop_notice() is None
     assert await scraper.scrape() is None
-    assert responder.hits == 1
+    assert responder.hits == 1 and scraper.stopped
+
+
+async def test_scraper_retries_after_a_server_error(serve, session) -> None:
+    responder = Responder([(503, "busy"), (200, exposition(prefix_cache_queries=1))])
+    scraper = ServerMetricsScraper(await serve(responder.handle), session)
+    assert await scraper.scrape() is None
+    assert "HTTP 503" in (scraper.unavailable_reason or "")
+    assert await scraper.scrape() is not None
+    assert scraper.unavailable_reason is None and not scraper.stopped
 
 
 async def test_scraper_on_an_html_page_stops(serve, session) -> None:

@@ -194,7 +194,7 @@ class ServerMetricsScraper:
     A failure returns None and sets `unavailable_reason` (one line); `pop_notice()` hands that
     line out once so the console says it once, not every five seconds. A 404-like answer or a
     body without vLLM/SGLang/LMCache metrics stops further scrapes (the server will not grow
-    them); a refused connection or a timeout is retried next interval.
+    them); a refused connection, a timeout or a 5xx is retried next interval.
 
     Its session's pool needs a free connection while the benchmark's streams hold theirs
     (a limit above the in-flight maximum, or a session of its own), or the scrape waits behind
@@ -224,8 +224,8 @@ class ServerMetricsScraper:
             text = await self._fetch()
         except asyncio.TimeoutError:
             return self._fail(f"{self.url} did not answer within {self._timeout.total:g} s")
-        except _PermanentError as exc:
-            return self._fail(str(exc), permanent=True)
+        except _StatusError as exc:
+            return self._fail(str(exc), permanent=exc.permanent)
         except aiohttp.ClientError as exc:
             return self._fail(f"cannot reach {self.url} ({_one_line(exc)})")
         try:
@@ -259,7 +259,7 @@ class ServerMetricsScraper:
             self.url, headers=self._headers, timeout=self._timeout, allow_redirects=True
         ) as resp:
             if resp.status != 200:
-                raise _PermanentError(f"{self.url} answered HTTP {resp.status}")
+                raise _StatusError(self.url, resp.status)
             return await resp.text(errors="replace")
 
     def _fail(self, reason: str, permanent: bool = False) -> None:
@@ -268,8 +268,13 @@ class ServerMetricsScraper:
         self._stopped = self._stopped or permanent
 
 
-class _PermanentError(Exception):
-    """An answer that will not change on the next scrape (404, 401, 405, ...)."""
+class _StatusError(Exception):
+    """A non-200 answer. Client errors (404, 401, 405, ...) will not change on the next scrape;
+    server errors, timeouts and rate limits may pass."""
+
+    def __init__(self, url: str, status: int) -> None:
+        super().__init__(f"{url} answered HTTP {status}")
+        self.permanent = 400 <= status < 500 and status not in (408, 429)
 
 
 def _read_series(text: str) -> Series:
