@@ -159,12 +159,13 @@ def _optional_bool(body: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _is_token_list(value: Any) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) > 0
-        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
-    )
+def _token_ids(value: Any, vocab_size: int) -> list[int] | None:
+    """`value` as token ids; None when it is not a list of ints, 400 when an id is out of range."""
+    if not isinstance(value, list) or not value or not all(type(t) is int for t in value):
+        return None
+    if min(value) < 0 or max(value) >= vocab_size:
+        raise bad_request(f"token ids must be in [0, {vocab_size})", "prompt")
+    return value
 
 
 @dataclass
@@ -269,6 +270,7 @@ class _Api:
         self.faults = faults
         self.model: str = engine.config.model
         self.max_model_len: int = engine.config.max_model_len
+        self.vocab_size: int = engine.config.vocab_size
         self.tokenizer = engine.tokenizer
         self._auth = f"Bearer {api_key}".encode() if api_key else None
         self._details = prompt_tokens_details
@@ -339,10 +341,11 @@ class _Api:
         prompt = body.get("prompt")
         if isinstance(prompt, str):
             return [self._encode(prompt)]
-        if _is_token_list(prompt):
-            return [prompt]
+        ids = _token_ids(prompt, self.vocab_size)
+        if ids is not None:
+            return [ids]
         if isinstance(prompt, list) and prompt:
-            return [p if _is_token_list(p) else self._encode(p) for p in prompt]
+            return [_token_ids(p, self.vocab_size) or self._encode(p) for p in prompt]
         raise bad_request("prompt must be a string, a list of strings or token ids", "prompt")
 
     def _chat_prompt(self, body: dict[str, Any]) -> list[int]:
@@ -379,6 +382,8 @@ class _Api:
         include_usage = stream and bool(options.get("include_usage"))
         max_tokens = []
         for prompt in prompts:
+            if not prompt:
+                raise bad_request("the prompt must not be empty", "prompt")
             limit = self.max_model_len - len(prompt)
             if limit < 1 or (requested is not None and requested > limit):
                 raise context_length_error(self.max_model_len, len(prompt), requested)
@@ -489,8 +494,7 @@ class _Api:
         if gen.include_usage:
             tail.append(chunks.usage(self._usage(gen, sims, total)))
         tail.append(_DONE)
-        await response.write(b"".join(tail))
-        await response.write_eof()
+        await response.write_eof(b"".join(tail))
         return response
 
     async def _fault_in_stream(
@@ -506,8 +510,7 @@ class _Api:
             return False
         if fault.name == "error-in-stream":
             error = ApiError(500, "simulated engine error", "InternalServerError", None, 500)
-            await response.write(b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE)
-            await response.write_eof()
+            await response.write_eof(b"data: " + orjson.dumps(error.body()) + b"\n\n" + _DONE)
             return True
         _abort(request)
         return True
