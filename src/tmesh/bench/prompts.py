@@ -149,19 +149,25 @@ async def single_token_pieces(oracle: TokenOracle, candidates: list[str]) -> set
 
     A group of k words that adds k tokens holds only single-token words (each adds at least one);
     failing groups are split in four and tried again, so a well-behaved tokenizer needs about
-    `len(candidates) / GROUP_SIZE` texts and a few more rounds only for its exceptions.
+    `len(candidates) / GROUP_SIZE` texts and a few more rounds only for its exceptions. When most
+    groups fail, splitting would cost more texts than it saves, so their words go one by one.
     """
     good: set[str] = set()
     groups = _groups(candidates, GROUP_SIZE)
     while groups:
         base, *counts = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
-        retry: list[list[str]] = []
+        failed: list[list[str]] = []
         for group, tokens in zip(groups, counts, strict=True):
             if tokens - base == len(group):
                 good.update(group)
             elif len(group) > 1:
-                retry.extend(_groups(group, math.ceil(len(group) / 4)))
-        groups = retry
+                failed.append(group)
+        one_by_one = len(failed) * 2 > len(groups)
+        groups = [
+            part
+            for group in failed
+            for part in _groups(group, 1 if one_by_one else math.ceil(len(group) / 4))
+        ]
     return good
 
 

@@ -1,0 +1,105 @@
+"""Test helpers: real BPE tokenizers trained on local text, and an OpenAI-style server around one.
+
+Nothing is downloaded: the tokenizers are trained in a fraction of a second on prose from the
+project's own vocabulary, so tests of exact token counts run against a real byte-level BPE.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from tmesh.bench.words import prose
+
+
+def train_bpe(path: Path, vocab_size: int) -> Path:
+    """A GPT-style byte-level BPE trained on seeded prose. With a few thousand entries every
+    candidate word becomes one token; with a few hundred many stay split, like rare words in a
+    real vocabulary."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    rng = random.Random(0)
+    corpus = [prose(rng, 2000) for _ in range(20)]
+    corpus += ["Document 12 of 61 (run seed 0): notes on it. Question: What does it say?"] * 20
+    tokenizer.train_from_iterator(corpus, trainer)
+    tokenizer.save(str(path))
+    return path
+
+
+@dataclass
+class OpenAIStub:
+    """`/tokenize` (vLLM's shape) and non-streaming completions whose usage comes from a real
+    tokenizer. Each route can be switched off to exercise the oracle chain's fallbacks."""
+
+    tokenizer: Tokenizer
+    tokenize: bool = True
+    usage: bool = True
+    chat_overhead: int = 7
+    calls: dict[str, int] = field(default_factory=dict)
+    bodies: list[dict] = field(default_factory=list)
+    base_url: str = ""
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def _seen(self, route: str) -> None:
+        self.calls[route] = self.calls.get(route, 0) + 1
+
+    async def handle_tokenize(self, request: web.Request) -> web.Response:
+        self._seen("tokenize")
+        if not self.tokenize:
+            return web.Response(status=404, text="Not Found")
+        body = orjson.loads(await request.read())
+        self.bodies.append({k: v for k, v in body.items() if k != "prompt"})
+        ids = self.tokenizer.encode(body["prompt"], add_special_tokens=False).ids
+        answer = {"count": len(ids), "max_model_len": 40960, "tokens": ids}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+    async def handle_completions(self, request: web.Request) -> web.Response:
+        self._seen("completions")
+        body = orjson.loads(await request.read())
+        return self._answer(body, self._count(body["prompt"]))
+
+    async def handle_chat(self, request: web.Request) -> web.Response:
+        self._seen("chat")
+        body = orjson.loads(await request.read())
+        tokens = self._count(body["messages"][0]["content"]) + self.chat_overhead
+        return self._answer(body, tokens)
+
+    def _answer(self, body: dict, prompt_tokens: int) -> web.Response:
+        assert body["max_tokens"] == 1
+        assert body["stream"] is False
+        answer: dict = {"id": "x", "object": "text_completion", "choices": [{"text": "a"}]}
+        if self.usage:
+            answer["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": 1}
+        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+
+
+@asynccontextmanager
+async def serve_stub(stub: OpenAIStub) -> AsyncIterator[OpenAIStub]:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/tokenize", stub.handle_tokenize)
+    app.router.add_post("/v1/completions", stub.handle_completions)
+    app.router.add_post("/v1/chat/completions", stub.handle_chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stub.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    try:
+        yield stub
+    finally:
+        await runner.cleanup()
