@@ -323,12 +323,15 @@ async def test_context_length_errors(sim: SimulatorHandle, session: aiohttp.Clie
     )
     assert error["type"] == "BadRequestError"
     assert error["code"] == 400
-    status, result = await post_json(session, url, {"prompt": list(range(4096))})
+    status, result = await post_json(
+        session, url, {"prompt": list(range(4096)), "max_tokens": None}
+    )
     assert status == 400
     assert "your request has 4096 input tokens" in assert_openai_error(result)["message"]
-    status, result = await post_json(session, url, {"prompt": ids})
-    assert status == 200
-    assert result["usage"]["completion_tokens"] == 96
+    _, default = await post_json(session, url, {"prompt": ids})
+    assert default["usage"]["completion_tokens"] == 16
+    _, fill = await post_json(session, url, {"prompt": ids, "max_tokens": None})
+    assert fill["usage"]["completion_tokens"] == 96
 
 
 @pytest.mark.parametrize(

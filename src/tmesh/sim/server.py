@@ -52,6 +52,11 @@ _SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 _DONE = b"data: [DONE]\n\n"
+# The simulated model never emits EOS: every choice generates exactly its max_tokens (as with
+# `ignore_eos`), so every choice finishes for the same reason.
+_FINISH_REASON = "length"
+# vLLM's default for /v1/completions when max_tokens is absent (chat fills the context instead).
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 _OWNER = "tmesh-sim"
 
 
@@ -84,12 +89,9 @@ class ApiError(Exception):
             }
         }
 
-    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+    def response(self) -> web.Response:
         return web.Response(
-            status=self.status,
-            body=orjson.dumps(self.body()),
-            content_type="application/json",
-            headers=headers,
+            status=self.status, body=orjson.dumps(self.body()), content_type="application/json"
         )
 
 
@@ -193,18 +195,19 @@ class _Chunks:
         head = orjson.dumps({"id": cid, "object": obj, "created": created, "model": model})[:-1]
         self._head = b"data: " + head
         tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        finish = orjson.dumps(_FINISH_REASON)
         self._choice = [self._head + b',"choices":[{"index":%d,' % i for i in range(choices)]
         if chat:
             self._open = b'"delta":{"content":"'
             self._close = b'"},"logprobs":null,"finish_reason":null}]' + tail
             self._role = b'"delta":{"role":"assistant","content":""},"logprobs":null,'
             self._role += b'"finish_reason":null}]' + tail
-            self._finish = b'"delta":{},"logprobs":null,"finish_reason":"%s"}]' + tail
+            self._finish = b'"delta":{},"logprobs":null,"finish_reason":' + finish + b"}]" + tail
         else:
             self._open = b'"text":"'
             self._close = b'","logprobs":null,"finish_reason":null}]' + tail
             self._role = b""
-            self._finish = b'"text":"","logprobs":null,"finish_reason":"%s"}]' + tail
+            self._finish = b'"text":"","logprobs":null,"finish_reason":' + finish + b"}]" + tail
 
     def role(self, index: int) -> bytes:
         return self._choice[index] + self._role if self._role else b""
@@ -212,8 +215,8 @@ class _Chunks:
     def tokens(self, index: int, text: bytes) -> bytes:
         return self._choice[index] + self._open + text + self._close
 
-    def finish(self, index: int, reason: str) -> bytes:
-        return self._choice[index] + self._finish % reason.encode()
+    def finish(self, index: int) -> bytes:
+        return self._choice[index] + self._finish
 
     def usage(self, usage: dict[str, Any]) -> bytes:
         return self._head + b',"choices":[],"usage":' + orjson.dumps(usage) + b"}\n\n"
@@ -369,7 +372,9 @@ class _Api:
         else:
             prompts = self._completion_prompts(body)
             requested = _optional_int(body, "max_tokens", 1)
-        if body.get("n", 1) != 1:
+            if "max_tokens" not in body:
+                requested = COMPLETIONS_DEFAULT_MAX_TOKENS
+        if body.get("n") not in (None, 1):
             raise bad_request("the simulated engine supports only n=1", "n")
         min_tokens = _optional_int(body, "min_tokens", 0)
         if min_tokens is not None and requested is not None and min_tokens > requested:
@@ -490,7 +495,7 @@ class _Api:
                         fault = None
         if fault is not None and await self._fault_in_stream(request, response, chunks, fault):
             return response
-        tail = [chunks.finish(i, "length") for i in range(len(sims))]
+        tail = [chunks.finish(i) for i in range(len(sims))]
         if gen.include_usage:
             tail.append(chunks.usage(self._usage(gen, sims, total)))
         tail.append(_DONE)
@@ -540,7 +545,7 @@ class _Api:
             else:
                 choice["text"] = text
             choice["logprobs"] = None
-            choice["finish_reason"] = "length"
+            choice["finish_reason"] = _FINISH_REASON
             choices.append(choice)
         result = {
             "id": cid,
