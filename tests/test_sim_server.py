@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -420,7 +421,9 @@ async def test_metrics(sim: SimulatorHandle, session: aiohttp.ClientSession) -> 
     assert generated == 3
 
 
-async def test_disconnect_cancels_the_engine_request(session: aiohttp.ClientSession) -> None:
+async def test_disconnect_cancels_the_engine_request(
+    session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
     slow = dataclasses.replace(CONFIG, t_fixed_s=0.01)
     async with await start_simulator(slow) as handle:
         body = {"prompt": "a long answer", "max_tokens": 4000, "stream": True}
@@ -434,6 +437,7 @@ async def test_disconnect_cancels_the_engine_request(session: aiohttp.ClientSess
         samples = await metrics(session, handle)
         [(_, generated)] = samples["vllm:generation_tokens_total"]
         assert generated < 4000
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def metrics(

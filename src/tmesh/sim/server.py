@@ -467,7 +467,24 @@ class _Api:
         fault: Fault | None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers=_SSE_HEADERS)
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+            await self._write_events(request, response, gen, sims, fault)
+        except ConnectionError:
+            # The client left between two writes, before aiohttp noticed and cancelled this
+            # handler; returning the response lets aiohttp drop the connection quietly.
+            pass
+        return response
+
+    async def _write_events(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        gen: Generation,
+        sims: Sequence[SimRequest],
+        fault: Fault | None,
+    ) -> None:
+        """The SSE events of one response, with an in-stream fault (if any) acted out on the way."""
         cid, created = self._ids(gen.chat, sims)
         chunks = _Chunks(gen.chat, cid, created, self.model, gen.include_usage, len(sims))
         starts = [len(p) for p in gen.prompts]
@@ -476,7 +493,7 @@ class _Api:
         async with aclosing(_steps(sims)) as steps:
             if fault is not None and fault.after_tokens == 0:
                 if await self._fault_in_stream(request, response, chunks, fault):
-                    return response
+                    return
                 fault = None
             async for index, count in steps:
                 while count:
@@ -491,16 +508,15 @@ class _Api:
                     count -= take
                     if fault is not None and total >= fault.after_tokens:
                         if await self._fault_in_stream(request, response, chunks, fault):
-                            return response
+                            return
                         fault = None
         if fault is not None and await self._fault_in_stream(request, response, chunks, fault):
-            return response
+            return
         tail = [chunks.finish(i) for i in range(len(sims))]
         if gen.include_usage:
             tail.append(chunks.usage(self._usage(gen, sims, total)))
         tail.append(_DONE)
         await response.write_eof(b"".join(tail))
-        return response
 
     async def _fault_in_stream(
         self, request: web.Request, response: web.StreamResponse, chunks: _Chunks, fault: Fault
