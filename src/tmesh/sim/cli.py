@@ -23,10 +23,10 @@ from tmesh.sim.server import start_simulator
 DEFAULT_PROFILE = "cpu-offload"
 DEFAULT_PORT = 8000
 
-# What each EngineConfig field means, with its unit: (metavar, help). The flag is the field name
-# with dashes; its default (the profile's value) is appended to the help line.
+# What each EngineConfig knob means, with its unit: (metavar, help). The flag is the field name
+# with dashes; its default (the profile's value) is appended to the help line. `name` is the
+# profile's label, not a knob, so it has no flag.
 ENGINE_FLAGS: dict[str, tuple[str, str]] = {
-    "name": ("NAME", "label of this configuration in logs"),
     "model": ("MODEL", "served model name (the id in /v1/models)"),
     "max_model_len": ("TOKENS", "longest prompt + output the server accepts, in tokens"),
     "kv_bytes_per_token": ("BYTES", "KV cache bytes per token"),
@@ -37,12 +37,18 @@ ENGINE_FLAGS: dict[str, tuple[str, str]] = {
     "vocab_size": ("N", "tokenizer vocabulary size"),
     "t_fixed_s": ("SECONDS", "fixed cost of every engine step, in seconds"),
     "linear_s_per_token": ("SECONDS", "linear-layer cost per computed token, in seconds"),
-    "attn_s_per_pair": ("SECONDS", "attention cost per (new token, context token) pair, in s"),
+    "attn_s_per_pair": (
+        "SECONDS",
+        "attention cost per (new token, context token) pair, in seconds",
+    ),
     "weight_floor_s": ("SECONDS", "weight-read floor of one step, in seconds"),
     "kv_read_s_per_token": ("SECONDS", "decode KV-read cost per context token, in seconds"),
     "per_seq_s": ("SECONDS", "per-sequence cost of one step, in seconds"),
-    "api_overhead_s": ("SECONDS", "front-end delay before a request reaches the engine, in s"),
-    "tokenize_s_per_token": ("SECONDS", "front-end tokenizing delay per prompt token, in s"),
+    "api_overhead_s": (
+        "SECONDS",
+        "front-end delay before a request reaches the engine, in seconds",
+    ),
+    "tokenize_s_per_token": ("SECONDS", "front-end tokenizing delay per prompt token, in seconds"),
     "cpu_offload_gb": ("GIB", "CPU KV offload tier size in GiB (0 = off)"),
     "cpu_load_gbps": ("GB/S", "CPU-to-GPU KV load bandwidth in GB/s"),
     "cpu_store_gbps": ("GB/S", "GPU-to-CPU KV store bandwidth in GB/s"),
@@ -115,7 +121,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_engine_arguments(group: argparse._ArgumentGroup) -> None:
     base = PROFILES[DEFAULT_PROFILE]
-    for field in dataclasses.fields(EngineConfig):
+    for field in _knobs():
         metavar, text = ENGINE_FLAGS[field.name]
         default = getattr(base, field.name)
         shown = f"{default:g}" if isinstance(default, float) else default
@@ -126,6 +132,10 @@ def _add_engine_arguments(group: argparse._ArgumentGroup) -> None:
             metavar=metavar,
             help=f"{text} (default: the profile's; {shown} in {DEFAULT_PROFILE})",
         )
+
+
+def _knobs() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(EngineConfig) if f.name != "name"]
 
 
 def _add_fault_arguments(group: argparse._ArgumentGroup) -> None:
@@ -174,8 +184,8 @@ def engine_config_from_args(args: argparse.Namespace) -> EngineConfig:
     """The chosen profile with every given override applied; ValueError names a bad value."""
     overrides = {
         field.name: getattr(args, f"engine_{field.name}")
-        for field in dataclasses.fields(EngineConfig)
-        if getattr(args, f"engine_{field.name}", None) is not None
+        for field in _knobs()
+        if getattr(args, f"engine_{field.name}") is not None
     }
     return dataclasses.replace(PROFILES[args.profile], **overrides)
 

@@ -29,6 +29,9 @@ DEFAULT_IN_STREAM_AFTER = 1
 class FaultConfig:
     """Rates (probability per generation request) and shapes of the injected faults; all off.
 
+    Only the generation endpoints (/v1/completions, /v1/chat/completions) meet faults: discovery,
+    /tokenize and /metrics stay reliable so a fault test exercises the request path it targets.
+
     The rates are drawn from one seeded generator in arrival order, one draw per request, so their
     sum must not exceed 1. `retry_after=None` sends a 429 without a Retry-After header.
     `stall_after=0` stalls before the response headers (the client sees no byte at all).

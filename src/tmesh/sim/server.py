@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
@@ -277,6 +278,7 @@ class _Api:
         self.tokenizer = engine.tokenizer
         self._auth = f"Bearer {api_key}".encode() if api_key else None
         self._details = prompt_tokens_details
+        self._run_id = secrets.token_hex(6)
         card = {
             "id": self.model,
             "object": "model",
@@ -457,7 +459,9 @@ class _Api:
         )
 
     def _ids(self, chat: bool, sims: Sequence[SimRequest]) -> tuple[str, int]:
-        return f"{'chatcmpl' if chat else 'cmpl'}-{sims[0].request_id}", int(time.time())
+        """Response id (unique across server runs, like OpenAI's) and creation time."""
+        kind = "chatcmpl" if chat else "cmpl"
+        return f"{kind}-{self._run_id}{sims[0].request_id:x}", int(time.time())
 
     async def _stream(
         self,
