@@ -88,6 +88,7 @@ def test_page_names_workload_and_endpoint_but_no_key(folder: Path, page: str) ->
     assert "sim/llama-3.1-8b" in page
     assert "http://127.0.0.1:8000/v1" in page
     assert "4,000 / 32 tokens" in page
+    assert "<td>Simulated engine (--demo)</td><td>gpu-only</td>" in page
     config = json.loads((folder / "config.json").read_text())
     assert config["api_key"] not in page
 

@@ -28,7 +28,7 @@ def test_complete_run_loads_as_written(complete: Path) -> None:
     run = load_run(complete)
     written = json.loads((complete / "summary.json").read_text())
     assert asdict(run.summary) == written
-    assert run.summary_source == run.intervals_source == "as recorded"
+    assert (run.summary_source, run.intervals_source) == ("summary.json", "intervals.jsonl")
     assert run.notes == []
     assert len(run.intervals) == 12
     assert run.spec.num_contexts == 12
@@ -83,7 +83,7 @@ def test_missing_intervals_are_rebuilt_in_fixed_windows(complete: Path, tmp_path
     (folder / "intervals.jsonl").unlink()
     recorded = load_run(complete)
     run = load_run(folder)
-    assert run.summary_source == "as recorded"
+    assert run.summary_source == "summary.json"
     assert len(run.intervals) == len(recorded.intervals)
     rebuilt = [snap.interval_stats.requests for snap in run.intervals]
     assert rebuilt == [snap.interval_stats.requests for snap in recorded.intervals]

@@ -121,6 +121,7 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
     else:
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(_plain))
+        ax.yaxis.get_major_locator().set_params(integer=not unit)
     _legend(ax, len(lines))
     return _svg(fig, name)
 

@@ -140,7 +140,7 @@ def _workload_table(comparison: Comparison) -> str:
     rows = []
     for key in keys:
         values = [row.get(key, "—") for row in per_run]
-        css = ' class="bad"' if len(set(values)) > 1 and key not in _PER_RUN else ""
+        css = ' class="differs"' if len(set(values)) > 1 and key not in _PER_RUN else ""
         cells = "".join(f"<td{css}>{value}</td>" for value in values)
         rows.append(f"<tr><td>{escape(key)}</td>{cells}</tr>")
     return (

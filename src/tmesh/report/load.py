@@ -109,7 +109,7 @@ def load_run(path: Path | str) -> Run:
     replay = Replay(spec, _option(config, "warmup", 0.0), _option(config, "interval", 5.0))
     needs_replay = summary is None or not intervals
     requests = _read_requests(root, notes, replay if needs_replay else None)
-    summary_source = intervals_source = "as recorded"
+    summary_source, intervals_source = SUMMARY, INTERVALS
     if summary is None:
         summary = replay.summary(intervals)
         summary_source = RECOMPUTED

@@ -19,7 +19,7 @@ SERVER_RATES = {
     "kv_usage_perc": "GPU KV cache in use",
 }
 """Fractions (0 to 1) the benchmark's server scrape records per interval (bench.servermetrics)."""
-SERVER_QUEUE = {"running": "running", "waiting": "waiting"}
+SERVER_QUEUE = {"running": "requests running", "waiting": "requests waiting"}
 
 
 def elapsed(run: Run) -> list[float]:
