@@ -1,0 +1,120 @@
+"""`tmesh-cli benchmark` end to end over loopback HTTP against the simulated engine."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+from cli_helpers import SMALL_WORKLOAD, read_run, run_cli
+
+from tmesh.sim.profiles import PROFILES
+from tmesh.sim.server import start_simulator
+
+SEED_LABELS = [
+    "Elapsed Time",
+    "Total Number of Requests Processed",
+    "QPS",
+    "Global Average TTFT",
+    "Global Average ITL",
+    "Global Average Prefill Throughput",
+    "Global Average Decode Throughput",
+    "Requests Processed in Last 5 second Interval",
+    "Interval Average TTFT",
+    "Interval Average ITL",
+    "Interval Average Prefill Throughput",
+    "Interval Average Decode Throughput",
+]
+
+# Fast enough to finish many requests per interval, slow enough that TTFT is not just noise.
+SLOW_FAST = replace(PROFILES["fast"], t_fixed_s=2e-3)
+
+
+@pytest.fixture
+async def sim():
+    async with await start_simulator(SLOW_FAST) as handle:
+        yield handle
+
+
+def _blocks(stdout: str) -> list[list[str]]:
+    """The 5-second blocks: runs of `Label: value` lines starting at `Elapsed Time`."""
+    blocks, current = [], None
+    for line in stdout.splitlines():
+        if line.startswith("Elapsed Time:"):
+            current = []
+            blocks.append(current)
+        if current is not None and ":" in line:
+            current.append(line.split(":", 1)[0])
+        elif current is not None and not line.strip():
+            current = None
+    return blocks
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+async def test_benchmark_prints_seed_blocks_and_writes_files(sim, tmp_path, api) -> None:
+    out = tmp_path / "run"
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url + "/v1/chat/completions", "--api", api,
+        *SMALL_WORKLOAD, "--duration", "10.5", "--output-dir", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    stdout = result.stdout
+    assert f"normalized endpoint: {sim.url}/v1" in stdout
+    assert "found model: openai/gpt-oss-20b" in stdout
+    assert "api_key: (none)" in stdout
+    assert "Workload Specifications:" in stdout
+    assert "Number of Contexts: 4" in stdout
+    blocks = _blocks(stdout)
+    assert len(blocks) >= 2
+    for block in blocks[:2]:
+        assert [label for label in block if label in SEED_LABELS] == SEED_LABELS
+    assert "Traceback" not in result.stderr
+
+    config, requests, intervals, summary = read_run(out)
+    assert config["workload"]["api"] == api
+    assert len(intervals) >= 2
+    ok = [r for r in requests if r["error"] is None]
+    assert len(ok) == summary["total_requests"] > 10
+    assert all(r["completion_tokens"] == 12 and r["usage_reported"] for r in ok)
+    expected = {(r["context_id"], r["question_id"]) for r in ok}
+    assert len(expected) > 4
+    assert summary["stop_reason"] == "duration"
+    assert summary["rotations"] >= 1
+    qps = float(re.search(r"^QPS: ([0-9.]+)", stdout, re.M).group(1))
+    assert qps > 0
+
+
+async def test_prompt_tokens_match_the_plan(sim, tmp_path) -> None:
+    """The server's usage agrees with what the prompt builder planned, token for token."""
+    out = tmp_path / "run"
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-requests", "12",
+        "--output-dir", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    _, requests, _, summary = read_run(out)
+    assert len(requests) == 12 == summary["total_requests"]
+    by_context: dict[int, set[int]] = {}
+    for r in requests:
+        by_context.setdefault(r["context_id"], set()).add(r["prompt_tokens"])
+    assert sorted(by_context) == [0, 1, 2, 3]
+    assert [r["context_id"] for r in sorted(requests, key=lambda r: r["index"])][:8] == [
+        0, 1, 2, 3, 0, 1, 2, 3,
+    ]  # fmt: skip
+    for tokens in by_context.values():
+        assert all(1500 < t < 1500 + 40 for t in tokens)
+
+
+async def test_max_requests_and_json_output(sim, tmp_path) -> None:
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--duration", "3",
+        "--interval", "1", "--json", "--output-dir", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    import json
+
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) >= 3
+    assert "summary" in lines[-1]
+    assert all("elapsed" in line for line in lines[:-1])
+    assert "Workload Specifications:" in result.stderr
