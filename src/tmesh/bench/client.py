@@ -1,0 +1,882 @@
+"""One streaming completion request in, one `RequestRecord` out.
+
+This is the load generator's hot path, and a benchmark that spends more time per request than the
+server measures itself. Driving streams through `aiohttp.ClientSession.post` costs about four times
+the CPU of a bare asyncio reader (request objects, a writer task, a read timer per network read, a
+task wake-up per read; see `benchmarks/client_speed.py`), so streaming requests run on a small
+HTTP/1.1 keep-alive pool of asyncio protocols instead:
+
+- the request is a pre-rendered head plus the orjson body, written without copying the body;
+- each network read is handled in the protocol callback itself: it is timestamped once (the time
+  the bytes reached the client, not the time a task got round to them), de-chunked, split into
+  events by `SSEParser` and decoded with orjson, touching only the fields the metrics need;
+- the request's task sleeps on one future until the response ends, and one timer per request
+  enforces the stall limit.
+
+`make_session` still returns an `aiohttp.ClientSession` (discovery, probes and metrics scraping use
+it as one); the streaming pool rides on its connector and is closed with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import re
+import ssl
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from tmesh import __version__
+from tmesh.bench.records import RequestPlan, RequestRecord
+from tmesh.bench.sse import SSEParser
+
+APIS = ("completions", "chat")
+
+# Long SSE lines and 32k-token bodies must never hit a buffer limit: aiohttp's default 64 KiB
+# stream limit collapsed vLLM's client above 50k-token contexts (vLLM issue 39963). The streaming
+# pool has no such limit (asyncio reads up to 256 KiB at a time and the SSE parser grows as
+# needed); the session gets a large one for everything else.
+READ_BUFSIZE = 4 * 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
+ERROR_BODY_LIMIT = 4096
+DETAIL_CHARS = 200
+# Below this the head and body go out in one write; above it the body is written on its own so
+# it is never copied (the transport only copies what the kernel did not take).
+JOIN_BODY_BELOW = 16 * 1024
+
+_SECRET_HEADERS = ("authorization", "api-key", "x-api-key")
+_WHITESPACE = re.compile(r"\s+")
+_FORBIDDEN_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What every request of a run shares. `request_timeout` is a stall limit in seconds: a request
+    fails with `timeout` when no byte arrives for that long in any phase (connect, waiting for the
+    first byte, between stream reads), however long the whole stream takes.
+
+    `ignore_eos` also sends `min_tokens = max_tokens` (vLLM accepts both) so every answer has the
+    requested length; `extra_body` is merged last, so it can override or remove (`None`) either.
+    """
+
+    base_url: str
+    api: str
+    model: str
+    headers: Mapping[str, str]
+    max_tokens: int
+    request_timeout: float
+    ignore_eos: bool = True
+    extra_body: Mapping[str, Any] | None = None
+    _target: tuple[str, int, bool] = field(init=False, repr=False, compare=False)
+    _head: bytes = field(init=False, repr=False, compare=False)
+    _body: dict[str, Any] = field(init=False, repr=False, compare=False)
+    _secrets: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.api not in APIS:
+            raise ValueError(f"api must be one of {', '.join(APIS)}, not {self.api!r}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {self.max_tokens}")
+        if self.request_timeout <= 0:
+            raise ValueError(f"request_timeout must be positive, not {self.request_timeout}")
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, not {self.base_url!r}")
+        tls = parts.scheme == "https"
+        target = (parts.hostname, parts.port or (443 if tls else 80), tls)
+        endpoint = "/chat/completions" if self.api == "chat" else "/completions"
+        path = parts.path.rstrip("/") + endpoint
+        host = parts.netloc.rpartition("@")[2]
+        init = object.__setattr__
+        init(self, "_target", target)
+        init(self, "_head", _request_head(path, host, self.headers))
+        init(self, "_body", _body_template(self))
+        init(self, "_secrets", _secrets(self.headers))
+
+
+def _request_head(path: str, host: str, user: Mapping[str, str]) -> bytes:
+    """Everything before the Content-Length value. Identity encoding: a compressing proxy would
+    buffer the stream and blur every timestamp."""
+    headers = {
+        "content-type": ("Content-Type", "application/json"),
+        "accept": ("Accept", "text/event-stream"),
+        "accept-encoding": ("Accept-Encoding", "identity"),
+        "user-agent": ("User-Agent", f"tmesh-bench/{__version__}"),
+    }
+    for name, value in user.items():
+        if any(c in name + value for c in "\r\n") or ":" in name:
+            raise ValueError(f"header {name!r} contains a line break or a colon in its name")
+        if name.lower() in _FORBIDDEN_HEADERS:
+            raise ValueError(f"header {name!r} is set by the client itself")
+        headers[name.lower()] = (name, value)
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.values()]
+    return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+
+
+def _body_template(config: ClientConfig) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": config.model,
+        "max_tokens": config.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if config.ignore_eos:
+        body["ignore_eos"] = True
+        body["min_tokens"] = config.max_tokens
+    for key, value in (config.extra_body or {}).items():
+        if value is None:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    return body
+
+
+def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Credential values that must never reach `error_detail` (a server may echo them back)."""
+    found: list[str] = []
+    for name, value in headers.items():
+        if name.lower() in _SECRET_HEADERS and value:
+            found.append(value)
+            scheme, _, token = value.partition(" ")
+            if token and scheme.lower() == "bearer":
+                found.append(token)
+    return tuple(sorted(found, key=len, reverse=True))
+
+
+def request_body(config: ClientConfig, prompt: str) -> bytes:
+    """The JSON body of one request, serialised once; the prompt goes in as the user message."""
+    body = dict(config._body)
+    if config.api == "chat":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["prompt"] = prompt
+    return orjson.dumps(body)
+
+
+class StreamingConnector(aiohttp.TCPConnector):
+    """aiohttp's connector for the session's ordinary requests, plus the streaming pool, which it
+    closes when the session closes."""
+
+    def __init__(self, limit: int, insecure: bool) -> None:
+        super().__init__(limit=limit, limit_per_host=0, ssl=not insecure)
+        self.streams = _Pool(limit, insecure)
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        self.streams.close()
+        return super().close(*args, **kwargs)
+
+
+def make_session(max_inflight: int, insecure: bool = False) -> aiohttp.ClientSession:
+    """One session for the whole run; call it from a running event loop.
+
+    Both pools hold `max_inflight` connections, so every in-flight request has its own keep-alive
+    connection and none waits for a socket. Cookies are not kept: a benchmark's requests must be
+    independent of each other. TLS certificates are verified unless `insecure`.
+    """
+    return aiohttp.ClientSession(
+        connector=StreamingConnector(max(1, max_inflight), insecure),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        read_bufsize=READ_BUFSIZE,
+        max_line_size=MAX_HEAD_BYTES,
+        max_field_size=MAX_HEAD_BYTES,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if seconds != seconds:
+        return None
+    return max(0.0, seconds)
+
+
+def one_line(text: str, secrets: tuple[str, ...] = (), limit: int = DETAIL_CHARS) -> str:
+    """A short single-line detail with every credential masked (first 4 characters then `…`)."""
+    for secret in secrets:
+        text = text.replace(secret, secret[:4] + "…")
+    return _WHITESPACE.sub(" ", text).strip()[:limit]
+
+
+async def send_request(
+    session: aiohttp.ClientSession, config: ClientConfig, plan: RequestPlan, origin: float
+) -> RequestRecord:
+    """Send one streaming request and measure it. Never raises except `CancelledError`.
+
+    `t0` is taken after a connection is in hand, just before the request is written, so waiting
+    for a pooled connection is not counted as server latency. A request whose reused keep-alive
+    connection turns out to be closed by the server before any answer is sent once more on a
+    fresh connection: that failure is the connection's age, not the server's answer.
+    """
+    connector = session.connector
+    if not isinstance(connector, StreamingConnector):
+        raise TypeError("send_request needs a session made by make_session")
+    pool = connector.streams
+    body = request_body(config, plan.prompt)
+    head = config._head + b"%d\r\n\r\n" % len(body)
+    loop = asyncio.get_running_loop()
+    for attempt in range(2):
+        exchange = _Exchange(config, loop, time.monotonic())
+        try:
+            conn = await pool.acquire(config._target, config.request_timeout)
+        except asyncio.TimeoutError:
+            exchange.fail("timeout", f"no connection within {config.request_timeout:g} s")
+            break
+        except Exception as exc:
+            exchange.fail("connect", f"{type(exc).__name__}: {exc}")
+            break
+        reused = conn.used > 0
+        exchange.start(conn, head, body)
+        try:
+            await exchange.done
+        finally:
+            exchange.stop_timer()
+            pool.release(conn)
+        if not (attempt == 0 and reused and exchange.retryable):
+            break
+    return exchange.record(plan, origin)
+
+
+class _Failure(Exception):
+    """A request outcome that is not a success, raised inside response parsing to leave it."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+class _Exchange:
+    """One request and its response: the status, the stream's timings and counts, or a failure.
+
+    Its callbacks run inside the connection's `data_received`, so everything here is synchronous;
+    `done` resolves when the response has ended or failed.
+    """
+
+    __slots__ = (
+        "chat",
+        "config",
+        "conn",
+        "detail",
+        "done",
+        "error",
+        "error_body",
+        "last",
+        "loop",
+        "parser",
+        "received",
+        "retry_after",
+        "sse",
+        "status",
+        "stream",
+        "t0",
+        "t_end",
+        "timer",
+    )
+
+    def __init__(self, config: ClientConfig, loop: asyncio.AbstractEventLoop, t0: float) -> None:
+        self.config = config
+        self.loop = loop
+        self.chat = config.api == "chat"
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.conn: _Connection | None = None
+        self.t0 = t0
+        self.last = t0
+        self.t_end = 0.0
+        self.received = False
+        self.status: int | None = None
+        self.sse = False
+        self.parser = SSEParser()
+        self.stream = _Stream(self.chat)
+        self.error_body: list[bytes] = []
+        self.error: str | None = None
+        self.detail: str | None = None
+        self.retry_after: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.error == "connect" and not self.received
+
+    def start(self, conn: _Connection, head: bytes, body: bytes) -> None:
+        self.conn = conn
+        self.timer = self.loop.call_later(self.config.request_timeout, self._check_stall)
+        self.t0 = self.last = time.monotonic()
+        conn.send(self, head, body)
+
+    def _check_stall(self) -> None:
+        idle = time.monotonic() - self.last
+        limit = self.config.request_timeout
+        if idle < limit:
+            self.timer = self.loop.call_later(limit - idle, self._check_stall)
+            return
+        self.timer = None
+        if self.stream.done_at:
+            self.finish(self.stream.done_at)
+        else:
+            self.fail("timeout", f"no data for {limit:g} s")
+        if self.conn is not None:
+            self.conn.abort()
+
+    def head(self, status: int, reason: str, headers: dict[str, str]) -> None:
+        self.received = True
+        self.status = status
+        if 200 <= status < 300:
+            encoding = headers.get("content-encoding", "identity").lower()
+            if encoding != "identity":
+                raise _Failure(
+                    "malformed", f"stream compressed with {encoding} although identity was asked"
+                )
+            self.sse = True
+            return
+        if status == 429:
+            self.retry_after = parse_retry_after(headers.get("retry-after"))
+        self.error_body.append(f"HTTP {status} {reason}: ".encode())
+
+    def body(self, data: bytes, now: float) -> None:
+        if self.sse:
+            parser = self.parser
+            self.stream.add(parser.feed(data), now)
+            if parser.unknown_line is not None:
+                line = _text(parser.unknown_line)
+                raise _Failure("malformed", f"SSE line without a data: field: {line}")
+        elif sum(map(len, self.error_body)) < ERROR_BODY_LIMIT:
+            self.error_body.append(data)
+
+    def end(self, now: float) -> None:
+        """The response body ended. Any status other than 2xx, 429 and 5xx (a redirect, which is
+        not followed, or a 4xx) is the caller's problem and counts as `http_4xx`."""
+        if not self.sse:
+            status = self.status or 0
+            kind = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+            self.fail(kind, b"".join(self.error_body).decode("utf-8", "replace"))
+            return
+        stream = self.stream
+        if not (stream.done_at or stream.usage or stream.finished):
+            self.fail("stream_cut", f"stream ended before [DONE] after {stream.events} text events")
+        elif not stream.events:
+            self.fail("malformed", "the stream ended without any generated text")
+        else:
+            self.finish(stream.done_at or now)
+
+    def lost(self, exc: BaseException | None, now: float) -> None:
+        """The connection closed (or failed) before the response ended."""
+        reason = f"{type(exc).__name__}: {exc}" if exc else "connection closed by the server"
+        if not self.received:
+            self.fail("connect", reason)
+        elif not self.sse or self.stream.done_at or self.stream.usage:
+            self.end(now)
+        else:
+            self.fail("stream_cut", f"{reason} after {self.stream.events} text events")
+
+    def finish(self, t_end: float) -> None:
+        if not self.done.done():
+            self.t_end = t_end
+            self._settle()
+
+    def fail(self, kind: str, detail: str) -> None:
+        if not self.done.done():
+            self.error = kind
+            self.detail = one_line(detail, self.config._secrets)
+            self.t_end = time.monotonic()
+            self._settle()
+
+    def _settle(self) -> None:
+        self.stop_timer()
+        self.done.set_result(None)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def record(self, plan: RequestPlan, origin: float) -> RequestRecord:
+        record = RequestRecord(
+            index=plan.index,
+            context_id=plan.context_id,
+            question_id=plan.question_id,
+            visit=plan.visit,
+            rotation=plan.rotation,
+            t0=self.t0 - origin,
+            t_end=self.t_end - origin,
+            prompt_tokens=plan.expected_prompt_tokens,
+            status=self.status,
+            retry_after=self.retry_after,
+        )
+        if self.error is not None:
+            record.error = self.error
+            record.error_detail = self.detail
+            return record
+        stream = self.stream
+        record.t_first = stream.t_first - origin
+        record.t_last = stream.t_last - origin
+        usage = stream.usage
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            record.usage_reported = True
+            record.completion_tokens = usage["completion_tokens"]
+            if isinstance(usage.get("prompt_tokens"), int):
+                record.prompt_tokens = usage["prompt_tokens"]
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+                record.cached_tokens = details["cached_tokens"]
+        else:
+            record.completion_tokens = stream.events
+        return record
+
+
+class _Stream:
+    """What the events of one stream said so far. `add` runs once per read, not per event, and
+    keeps per-event state in local variables."""
+
+    __slots__ = ("chat", "done_at", "events", "finished", "t_first", "t_last", "usage")
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.done_at = 0.0
+        self.events = 0
+        self.finished = False
+        self.t_first = 0.0
+        self.t_last = 0.0
+        self.usage: Any = None
+
+    def add(self, payloads: list[bytes], now: float) -> None:
+        chat = self.chat
+        loads = orjson.loads
+        texts = 0
+        for payload in payloads:
+            if payload == b"[DONE]":
+                self.done_at = now
+                continue
+            try:
+                event = loads(payload)
+                if type(event) is not dict:
+                    raise TypeError("not a JSON object")
+                if "error" in event or event.get("object") == "error":
+                    raise _Failure("malformed", "error in stream: " + _text(payload))
+                choices = event.get("choices")
+                if choices:
+                    choice = choices[0]
+                    if chat:
+                        delta = choice.get("delta") or {}
+                        text = (
+                            delta.get("content")
+                            or delta.get("reasoning_content")
+                            or delta.get("reasoning")
+                        )
+                    else:
+                        text = choice.get("text")
+                    if text:
+                        texts += 1
+                    if choice.get("finish_reason"):
+                        self.finished = True
+                usage = event.get("usage")
+                if usage:
+                    self.usage = usage
+            except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
+                raise _Failure("malformed", f"bad event ({exc}): {_text(payload)}") from exc
+        if texts:
+            if not self.events:
+                self.t_first = now
+            self.events += texts
+            self.t_last = now
+
+
+def _text(raw: bytes) -> str:
+    return raw[:DETAIL_CHARS].decode("utf-8", "replace")
+
+
+class ChunkedDecoder:
+    """Incremental `Transfer-Encoding: chunked` decoder: `feed` returns the data bytes completed by
+    one read and whether the body has ended. A whole chunk in a read costs one `find` and two
+    slices; a chunk cut by a read boundary is carried over. Extensions and trailers are skipped;
+    bytes after the end stay in `leftover`. Bad framing raises `ValueError`."""
+
+    __slots__ = ("_buffer", "_remaining", "_state", "leftover")
+
+    SIZE, DATA, CRLF, TRAILER = range(4)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._remaining = 0
+        self._state = self.SIZE
+        self.leftover = b""
+
+    def feed(self, data: bytes) -> tuple[list[bytes], bool]:
+        buffer = self._buffer + data if self._buffer else data
+        pieces: list[bytes] = []
+        state = self._state
+        pos = 0
+        end = len(buffer)
+        while pos < end:
+            if state == 0:  # SIZE: a size line, then (fast path) the whole chunk if it is here
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > 1024:
+                        raise ValueError("chunk size line too long")
+                    break
+                size = int(buffer[pos:eol].split(b";", 1)[0], 16)
+                if size < 0:
+                    raise ValueError("negative chunk size")
+                pos = eol + 2
+                if size == 0:
+                    state = 3
+                    continue
+                stop = pos + size
+                if stop + 2 <= end:
+                    if buffer[stop : stop + 2] != b"\r\n":
+                        raise ValueError("chunk not followed by CRLF")
+                    pieces.append(buffer[pos:stop])
+                    pos = stop + 2
+                    continue
+                self._remaining = size
+                state = 1
+            elif state == 1:  # DATA: the rest of a chunk that a read boundary cut
+                take = min(self._remaining, end - pos)
+                pieces.append(buffer[pos : pos + take])
+                pos += take
+                self._remaining -= take
+                if not self._remaining:
+                    state = 2
+            elif state == 2:  # CRLF after a chunk's data
+                if end - pos < 2:
+                    break
+                if buffer[pos : pos + 2] != b"\r\n":
+                    raise ValueError("chunk not followed by CRLF")
+                pos += 2
+                state = 0
+            else:  # TRAILER lines after the last chunk, up to an empty line
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > MAX_HEAD_BYTES:
+                        raise ValueError("trailer too long")
+                    break
+                if eol == pos:
+                    self.leftover = buffer[pos + 2 :]
+                    self._buffer = b""
+                    self._state = state
+                    return pieces, True
+                pos = eol + 2
+        self._state = state
+        self._buffer = buffer[pos:] if pos < end else b""
+        return pieces, False
+
+
+def parse_head(head: bytes) -> tuple[int, str, dict[str, str], bool]:
+    """Status, reason, headers (lower-case names, repeated ones joined with ", ") and whether the
+    response is HTTP/1.1 or later. Raises `ValueError` for anything that is not an HTTP response."""
+    lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise ValueError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ValueError(f"bad header line: {line[:80]!r}")
+        name = name.lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return int(code), reason.strip(), headers, version != "HTTP/1.0"
+
+
+_HEAD, _CHUNKED, _LENGTH, _UNTIL_CLOSE, _IDLE = range(5)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection. It frames responses itself (status line, headers, then a
+    chunked, sized or close-delimited body) and hands body bytes to the current exchange."""
+
+    __slots__ = (
+        "_buffer",
+        "_chunks",
+        "_keep_alive",
+        "_mode",
+        "_remaining",
+        "exchange",
+        "key",
+        "pool",
+        "reusable",
+        "transport",
+        "used",
+    )
+
+    def __init__(self, pool: _Pool, key: tuple[str, int, bool]) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.exchange: _Exchange | None = None
+        self.reusable = True
+        self.used = 0
+        self._mode = _IDLE
+        self._buffer = b""
+        self._chunks = ChunkedDecoder()
+        self._remaining = 0
+        self._keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, exchange: _Exchange, head: bytes, body: bytes) -> None:
+        assert self.transport is not None
+        self.exchange = exchange
+        self.used += 1
+        self._mode = _HEAD
+        self._buffer = b""
+        if len(body) < JOIN_BODY_BELOW:
+            self.transport.write(head + body)
+        else:
+            self.transport.write(head)
+            self.transport.write(body)
+
+    def abort(self) -> None:
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None or self._mode == _IDLE:
+            self.abort()
+            return
+        now = time.monotonic()
+        exchange.last = now
+        try:
+            if self._mode == _CHUNKED:
+                self._chunked(data, now)
+            else:
+                self._other(data, now)
+        except _Failure as failure:
+            self._fail(failure.kind, failure.detail)
+        except ValueError as exc:
+            self._fail("malformed", f"bad HTTP framing: {exc}")
+
+    def _chunked(self, data: bytes, now: float) -> None:
+        pieces, ended = self._chunks.feed(data)
+        if pieces:
+            assert self.exchange is not None
+            self.exchange.body(pieces[0] if len(pieces) == 1 else b"".join(pieces), now)
+        if ended:
+            self._complete(self._chunks.leftover, now)
+
+    def _other(self, data: bytes, now: float) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        mode = self._mode
+        if mode == _HEAD:
+            data = self._head(data, now)
+            mode = self._mode
+            if not data and mode != _LENGTH:
+                return
+        if mode == _CHUNKED:
+            self._chunked(data, now)
+        elif mode == _LENGTH:
+            take = data[: self._remaining]
+            self._remaining -= len(take)
+            if take:
+                exchange.body(take, now)
+            if not self._remaining:
+                self._complete(data[len(take) :], now)
+        elif mode == _UNTIL_CLOSE:
+            exchange.body(data, now)
+
+    def _head(self, data: bytes, now: float) -> bytes:
+        """Collect the response head; returns the body bytes that came with it."""
+        buffer = self._buffer + data
+        cut = buffer.find(b"\r\n\r\n")
+        if cut < 0:
+            if len(buffer) > MAX_HEAD_BYTES:
+                raise ValueError("response head larger than 64 KiB")
+            self._buffer = buffer
+            return b""
+        self._buffer = b""
+        status, reason, headers, http11 = parse_head(buffer[:cut])
+        rest = buffer[cut + 4 :]
+        if 100 <= status < 200:
+            return self._head(rest, now) if rest else b""
+        connection = headers.get("connection", "").lower()
+        self._keep_alive = "close" not in connection and (http11 or "keep-alive" in connection)
+        assert self.exchange is not None
+        self.exchange.head(status, reason, headers)
+        if status in (204, 304):
+            self._mode = _LENGTH
+            self._remaining = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self._mode = _CHUNKED
+            self._chunks = ChunkedDecoder()
+        elif "content-length" in headers:
+            self._mode = _LENGTH
+            self._remaining = int(headers["content-length"])
+            if self._remaining < 0:
+                raise ValueError("negative Content-Length")
+        else:
+            self._mode = _UNTIL_CLOSE
+            self._keep_alive = False
+        return rest
+
+    def _complete(self, leftover: bytes, now: float) -> None:
+        """The response ended; extra bytes mean the connection can no longer be trusted."""
+        exchange = self.exchange
+        assert exchange is not None
+        self._mode = _IDLE
+        self.exchange = None
+        if leftover or not self._keep_alive:
+            self.reusable = False
+        exchange.end(now)
+
+    def _fail(self, kind: str, detail: str) -> None:
+        exchange = self.exchange
+        self.exchange = None
+        self._mode = _IDLE
+        self.abort()
+        if exchange is not None:
+            exchange.fail(kind, detail)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        self.transport = None
+        exchange = self.exchange
+        self.exchange = None
+        mode = self._mode
+        self._mode = _IDLE
+        now = time.monotonic()
+        if exchange is None:
+            self.pool.forget(self)
+        elif mode == _UNTIL_CLOSE and exc is None:
+            exchange.end(now)
+        else:
+            exchange.lost(exc, now)
+
+
+class _Pool:
+    """Keep-alive connections per (host, port, tls), at most `limit` open; a request that finds
+    none idle and the limit reached waits for one to be released."""
+
+    def __init__(self, limit: int, insecure: bool) -> None:
+        self.limit = limit
+        self.insecure = insecure
+        self.open = 0
+        self.closed = False
+        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self._members: set[_Connection] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._ssl: ssl.SSLContext | None = None
+
+    async def acquire(self, key: tuple[str, int, bool], timeout: float) -> _Connection:
+        while True:
+            if self.closed:
+                raise ConnectionError("the session is closed")
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                if conn.reusable and conn.transport and not conn.transport.is_closing():
+                    return conn
+                self._drop(conn)
+            if self.open < self.limit:
+                return await self._connect(key, timeout)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()
+                raise
+
+    async def _connect(self, key: tuple[str, int, bool], timeout: float) -> _Connection:
+        host, port, tls = key
+        loop = asyncio.get_running_loop()
+        context = self._context() if tls else None
+        self.open += 1
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(self, key),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context else None,
+                ),
+                timeout,
+            )
+        except BaseException:
+            self.open -= 1
+            self._wake()
+            raise
+        self._members.add(conn)
+        return conn
+
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            context = ssl.create_default_context()
+            if self.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        return self._ssl
+
+    def release(self, conn: _Connection) -> None:
+        """Back to the idle list if its last response ended cleanly, else closed."""
+        usable = conn.reusable and conn.transport is not None and not self.closed
+        if usable and conn.exchange is None:
+            self._idle.setdefault(conn.key, []).append(conn)
+        else:
+            conn.exchange = None
+            conn.abort()
+            self._drop(conn)
+        self._wake()
+
+    def forget(self, conn: _Connection) -> None:
+        """An idle connection was closed by the server."""
+        idle = self._idle.get(conn.key)
+        if idle and conn in idle:
+            idle.remove(conn)
+            self._drop(conn)
+            self._wake()
+
+    def _drop(self, conn: _Connection) -> None:
+        if conn in self._members:
+            self._members.discard(conn)
+            self.open -= 1
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        self.closed = True
+        for conn in list(self._members):
+            conn.abort()
+        self._members.clear()
+        self._idle.clear()
+        self.open = 0
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,328 @@
+"""The streaming client against purpose-built loopback servers: records, bodies, timing, pooling."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sse_server_helpers import (
+    DONE,
+    ScriptedServer,
+    chat_event,
+    completion_stream,
+    plan,
+    text_event,
+    usage_event,
+    write_stream,
+)
+
+from tmesh.bench.client import (
+    ChunkedDecoder,
+    ClientConfig,
+    make_session,
+    one_line,
+    parse_head,
+    parse_retry_after,
+    request_body,
+    send_request,
+)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[ScriptedServer]:
+    scripted = ScriptedServer()
+    await scripted.start()
+    yield scripted
+    await scripted.close()
+
+
+def config(**overrides: object) -> ClientConfig:
+    settings_: dict[str, object] = {
+        "base_url": "http://127.0.0.1:1/v1",
+        "api": "completions",
+        "model": "m",
+        "headers": {},
+        "max_tokens": 8,
+        "request_timeout": 5.0,
+    }
+    settings_.update(overrides)
+    return ClientConfig(**settings_)  # type: ignore[arg-type]
+
+
+def random_split(data: bytes, parts: int, seed: int = 7) -> list[bytes]:
+    cuts = sorted(random.Random(seed).sample(range(1, len(data)), parts))
+    return [data[a:b] for a, b in itertools.pairwise([0, *cuts, len(data)])]
+
+
+async def run_one(cfg: ClientConfig, origin: float = 0.0, index: int = 0) -> object:
+    async with make_session(4) as session:
+        return await send_request(session, cfg, plan(index), origin)
+
+
+# ---- pure parts ----
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="api must be one of"):
+        config(api="embeddings")
+    with pytest.raises(ValueError, match="http"):
+        config(base_url="ftp://x/v1")
+    with pytest.raises(ValueError, match="line break"):
+        config(headers={"X-Evil": "a\r\nHost: b"})
+    with pytest.raises(ValueError, match="set by the client"):
+        config(headers={"Content-Length": "5"})
+    with pytest.raises(ValueError, match="request_timeout"):
+        config(request_timeout=0)
+
+
+def test_completions_body_has_streaming_and_length_fields() -> None:
+    body = orjson.loads(request_body(config(max_tokens=100), "ctx+q"))
+    assert body == {
+        "model": "m",
+        "prompt": "ctx+q",
+        "max_tokens": 100,
+        "min_tokens": 100,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
+def test_chat_body_and_extra_body_overrides() -> None:
+    cfg = config(
+        api="chat", ignore_eos=False, extra_body={"temperature": 0, "stream_options": None}
+    )
+    body = orjson.loads(request_body(cfg, "hi"))
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+    assert "prompt" not in body and "ignore_eos" not in body and "min_tokens" not in body
+    assert body["temperature"] == 0 and "stream_options" not in body
+
+
+def test_retry_after_seconds_and_http_dates() -> None:
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    later = (now + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    earlier = (now - timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after(" 1.5 ", now) == 1.5
+    assert parse_retry_after(later, now) == 30.0
+    assert parse_retry_after(earlier, now) == 0.0
+    assert parse_retry_after("-3", now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_one_line_masks_secrets_and_collapses_whitespace() -> None:
+    assert one_line("bad key sk-12345678\n<b>x</b>", ("sk-12345678",)) == "bad key sk-1… <b>x</b>"
+    assert len(one_line("y" * 500)) == 200
+
+
+def test_parse_head() -> None:
+    status, reason, headers, http11 = parse_head(
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nX-A: 1\r\nx-a: 2"
+    )
+    assert (status, reason, http11) == (429, "Too Many Requests", True)
+    assert headers == {"retry-after": "3", "x-a": "1, 2"}
+    with pytest.raises(ValueError):
+        parse_head(b"SSH-2.0-OpenSSH_9.6")
+
+
+def chunked(pieces: list[bytes]) -> bytes:
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nT: 1\r\n\r\n"
+
+
+@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+    cuts=st.lists(st.integers(0, 500), max_size=10),
+)
+def test_chunked_decoder_any_split_gives_the_same_body(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    wire = chunked(pieces) + b"NEXT"
+    bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
+    decoder = ChunkedDecoder()
+    out: list[bytes] = []
+    ended = False
+    for a, b in itertools.pairwise(bounds):
+        assert not ended
+        got, ended = decoder.feed(wire[a:b])
+        out += got
+        if ended:
+            assert decoder.leftover + wire[b:] == b"NEXT"
+            break
+    assert ended
+    assert b"".join(out) == b"".join(pieces)
+
+
+def test_chunked_decoder_rejects_bad_framing() -> None:
+    with pytest.raises(ValueError):
+        ChunkedDecoder().feed(b"zz\r\nabc")
+    with pytest.raises(ValueError):
+        ChunkedDecoder().feed(b"3\r\nabcXY")
+
+
+# ---- over loopback ----
+
+
+async def test_completions_record_from_usage(server: ScriptedServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(
+            request, [*[text_event(f" w{i}") for i in range(4)], usage_event(40, 4, 32), DONE]
+        )
+
+    cfg = server.config("ok", handler, max_tokens=4)
+    record = await run_one(cfg)
+    assert record.ok, record.error_detail
+    assert (record.index, record.context_id, record.question_id, record.visit, record.rotation) == (
+        0,
+        3,
+        1,
+        2,
+        1,
+    )
+    assert record.status == 200
+    assert record.usage_reported
+    assert (record.prompt_tokens, record.completion_tokens, record.cached_tokens) == (40, 4, 32)
+    assert record.t0 < record.t_first <= record.t_last <= record.t_end
+    sent = server.bodies[0]
+    assert sent["prompt"] == "Hello there. Why?"
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["max_tokens"] == 4 and sent["min_tokens"] == 4 and sent["ignore_eos"] is True
+    assert server.headers[0]["Accept-Encoding"] == "identity"
+
+
+async def test_chat_reasoning_counts_as_generated_text(server: ScriptedServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        events = [
+            chat_event(role="assistant", content=""),
+            chat_event(reasoning_content="think"),
+            chat_event(reasoning="more"),
+            chat_event(content="answer", finish="stop"),
+            DONE,
+        ]
+        return await write_stream(request, events, delays=[0, 0.05, 0.02, 0.02])
+
+    record = await run_one(server.config("chat", handler, api="chat"))
+    assert record.ok, record.error_detail
+    assert server.bodies[0]["messages"] == [{"role": "user", "content": "Hello there. Why?"}]
+    assert not record.usage_reported
+    assert record.completion_tokens == 3
+    assert record.prompt_tokens == 5
+    assert record.ttft >= 0.04
+    assert record.decode_time >= 0.03
+
+
+async def test_odd_splits_crlf_and_comments_give_the_same_record(server: ScriptedServer) -> None:
+    stream = b"".join(completion_stream(6)).replace(b"\n", b"\r\n")
+    stream = b": keep-alive\r\n\r\n" + stream.replace(b"data: [DONE]", b": ping\r\ndata:[DONE]")
+    cr_stream = stream.replace(b"\r\n", b"\r")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, random_split(stream, 25))
+
+    async def cr_handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, random_split(cr_stream, 25))
+
+    for name, handle in (("split", handler), ("cr", cr_handler)):
+        record = await run_one(server.config(name, handle))
+        assert record.ok, record.error_detail
+        assert (record.completion_tokens, record.prompt_tokens) == (6, 11)
+
+
+async def test_estimated_counts_without_usage(server: ScriptedServer) -> None:
+    async def with_done(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(5, usage=False))
+
+    async def without_done(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(5, usage=False)[:-1])
+
+    for name, handle in (("done", with_done), ("nodone", without_done)):
+        record = await run_one(server.config(name, handle))
+        assert record.ok, record.error_detail
+        assert not record.usage_reported
+        assert (record.completion_tokens, record.prompt_tokens) == (5, 5)
+        assert record.cached_tokens is None
+
+
+async def test_ttft_measures_the_servers_first_token_delay(server: ScriptedServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(3), delays=[0.2])
+
+    record = await run_one(server.config("delay", handler))
+    assert record.ok, record.error_detail
+    assert 0.19 <= record.ttft < 0.6
+
+
+async def test_itl_uses_token_counts_not_chunk_counts(server: ScriptedServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        pieces = [text_event(" a b") for _ in range(10)] + [usage_event(7, 20), DONE]
+        return await write_stream(request, pieces, delays=[0] + [0.02] * 9)
+
+    record = await run_one(server.config("pairs", handler))
+    assert record.ok, record.error_detail
+    assert record.completion_tokens == 20
+    assert record.itl == pytest.approx(record.decode_time / 19)
+    assert 0.15 / 19 < record.itl < 1.0 / 19
+
+
+async def test_large_prompt_and_long_sse_line(server: ScriptedServer) -> None:
+    long_text = "x" * 3_000_000
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, [text_event(long_text), usage_event(32000, 1), DONE])
+
+    prompt = "word " * 32000
+    async with make_session(2) as session:
+        cfg = server.config("big", handler)
+        record = await send_request(session, cfg, plan(prompt=prompt), 0.0)
+    assert record.ok, record.error_detail
+    assert server.bodies[0]["prompt"] == prompt + "Why?"
+    assert record.completion_tokens == 1
+
+
+async def test_keep_alive_pool_reuses_connections_up_to_the_limit(server: ScriptedServer) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(2), delays=[0.01])
+
+    cfg = server.config("pool", handler)
+    async with make_session(3) as session:
+        for _ in range(3):
+            records = await asyncio.gather(
+                *(send_request(session, cfg, plan(i), 0.0) for i in range(6))
+            )
+            assert all(r.ok for r in records)
+    assert len(server.bodies) == 18
+    assert len(server.peers) == 3
+
+
+async def test_send_request_needs_a_session_from_make_session() -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(TypeError, match="make_session"):
+            await send_request(session, config(), plan(), 0.0)
+
+
+async def test_cancellation_propagates_and_frees_the_slot(server: ScriptedServer) -> None:
+    async def stall(request: web.Request) -> web.StreamResponse:
+        await server.release.wait()
+        return web.Response()
+
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(2))
+
+    async with make_session(1) as session:
+        task = asyncio.create_task(send_request(session, server.config("stall", stall), plan(), 0))
+        await server.arrived.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        record = await send_request(session, server.config("after", ok), plan(), 0.0)
+    assert record.ok, record.error_detail
