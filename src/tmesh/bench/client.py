@@ -145,10 +145,8 @@ def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
     found: list[str] = []
     for name, value in headers.items():
         if name.lower() in _SECRET_HEADERS and value:
-            found.append(value)
             scheme, _, token = value.partition(" ")
-            if token and scheme.lower() == "bearer":
-                found.append(token)
+            found.append(token.strip() if token.strip() and scheme.isalpha() else value)
     return tuple(sorted(found, key=len, reverse=True))
 
 
