@@ -245,12 +245,15 @@ async def test_approximate_oracles(approximate) -> None:
     prompts = await build_prompt_set(_spec(length=4000), approximate)
     assert not prompts.exact
     assert prompts.oracle == approximate.name
-    assert all(abs(t - 4000) <= 40 for t in prompts.context_tokens)
+    assert all(abs(t - 4000) <= 2 for t in prompts.context_tokens)
     assert prompts.context_tokens == await approximate.count(prompts.contexts)
     if isinstance(approximate, LengthEstimate):
         assert prompts.context_tokens[0] == estimate_tokens(prompts.contexts[0])
 
 
-def test_prompt_set_is_a_plain_record() -> None:
-    empty = PromptSet([], [], [], [], "x", False)
-    assert empty.exact is False
+def test_prompt_set_repr_is_a_summary() -> None:
+    prompts = PromptSet(["a" * 100_000, "b"], [["q"], ["r", "s"]], [7, 9], [[1], [1, 2]], "x", True)
+    assert repr(prompts) == (
+        "PromptSet(contexts=2, context_tokens=7..9, questions=3, oracle='x', exact=True)"
+    )
+    assert "none" in repr(PromptSet([], [], [], [], "x", False))

@@ -44,6 +44,7 @@ GROUP_SIZE = 16
 MIN_WORDS = 64
 MIN_STARTERS = 4
 MAX_ROUNDS = 6
+APPROXIMATE_ROUNDS = 3
 TOPIC_SAMPLE = 32
 CHUNK = 8
 
@@ -52,9 +53,13 @@ class PromptError(ValueError):
     """The prompt set cannot be built as asked; the message is one line."""
 
 
-@dataclass
+@dataclass(repr=False)
 class PromptSet:
-    """Contexts and their questions, with token counts under `oracle` (exact if `exact`)."""
+    """Contexts and their questions, with token counts under `oracle` (exact if `exact`).
+
+    Its repr is a summary: a finished asyncio task reprs its result (reprlib renders it whole
+    before truncating), and ten megabytes of contexts doubled peak memory at set-up.
+    """
 
     contexts: list[str]
     questions: list[list[str]]
@@ -62,6 +67,15 @@ class PromptSet:
     question_tokens: list[list[int]]
     oracle: str
     exact: bool
+
+    def __repr__(self) -> str:
+        counts = self.context_tokens
+        tokens = f"{min(counts)}..{max(counts)}" if counts else "none"
+        return (
+            f"PromptSet(contexts={len(self.contexts)}, context_tokens={tokens}, "
+            f"questions={sum(map(len, self.questions))}, oracle={self.oracle!r}, "
+            f"exact={self.exact})"
+        )
 
 
 @dataclass(frozen=True)
@@ -83,11 +97,16 @@ class _Draft:
     header_tokens: int = 0
     sentences: list[str] = field(default_factory=list)
     costs: list[int] = field(default_factory=list)
-    body: str = ""
+    fixed_pieces: int = 0
     tail: str = ""
     tail_pieces: int = 0
     text: str = ""
     tokens: int = 0
+    before: tuple[int, int] | None = None  # (pieces, tokens) before the last resize
+
+    @property
+    def pieces(self) -> int:
+        return self.fixed_pieces + self.tail_pieces
 
 
 async def build_prompt_set(
@@ -204,23 +223,22 @@ def _fill(draft: _Draft, target: int, vocab: Vocabulary) -> None:
     shapes = sentence_shapes(draft.rng, pieces)
     draft.sentences = render_sentences(draft.rng, vocab.words, vocab.starters, shapes[:-1])
     draft.costs = [length + 1 + (comma > 0) for length, comma in shapes[:-1]]
-    draft.body = "".join(draft.sentences)
+    draft.fixed_pieces = sum(draft.costs)
     _set_tail(draft, shapes[-1][0] + 1, vocab)
 
 
 def _set_tail(draft: _Draft, pieces: int, vocab: Vocabulary) -> None:
     """Replace the last sentence by one of `pieces` pieces (words and its period)."""
-    shrunk = False
     while pieces < MIN_PIECES and draft.sentences:
-        pieces += draft.costs.pop()
+        cost = draft.costs.pop()
         draft.sentences.pop()
-        shrunk = True
-    if shrunk:
-        draft.body = "".join(draft.sentences)
+        draft.fixed_pieces -= cost
+        pieces += cost
     pieces = max(pieces, MIN_PIECES)
     (draft.tail,) = render_sentences(draft.rng, vocab.words, vocab.starters, [(pieces - 1, 0)])
     draft.tail_pieces = pieces
-    draft.text = draft.header + draft.body + draft.tail
+    # One join for the whole text: ~180 kB strings built in steps leave the allocator fragmented.
+    draft.text = "".join([draft.header, *draft.sentences, draft.tail])
 
 
 async def _plan_and_count(
@@ -258,24 +276,39 @@ async def _converge(
 ) -> None:
     """Resize the last sentence of contexts off target and count those again, a few rounds.
 
-    An estimate cannot be met exactly (a new sentence changes the estimate unpredictably), so
-    approximate oracles get one correction only.
+    Exact oracles verified that a word is one token, so one round normally lands exactly. For an
+    estimate the marginal cost of a word is learnt from the context's own last change (a secant
+    step); local estimates are cheap to recount, so they get a few rounds too.
     """
-    rounds = MAX_ROUNDS if oracle.exact else 1
+    rounds = MAX_ROUNDS if oracle.exact else APPROXIMATE_ROUNDS
     pending = [d for d in drafts if d.tokens != target]
     if pending and oracle.exact:
         say(f"adjusting {len(pending)} of {len(drafts)} contexts to the exact length…")
     for _ in range(rounds):
         resized = []
         for draft in pending:
-            change = round((target - draft.tokens) / vocab.piece_cost)
+            change = round((target - draft.tokens) / _piece_rate(draft, vocab, oracle.exact))
             if change:
+                draft.before = (draft.pieces, draft.tokens)
                 _set_tail(draft, draft.tail_pieces + change, vocab)
                 resized.append(draft)
         if not resized:
             return
         _record(resized, await oracle.count([draft.text for draft in resized]))
         pending = [d for d in resized if d.tokens != target]
+
+
+def _piece_rate(draft: _Draft, vocab: Vocabulary, exact: bool) -> float:
+    """Tokens per added word: one for exact oracles (verified), else measured on this context."""
+    if exact:
+        return vocab.piece_cost
+    if draft.before is not None and draft.before[0] != draft.pieces:
+        slope = (draft.tokens - draft.before[1]) / (draft.pieces - draft.before[0])
+        if slope > 0:
+            return slope
+    if draft.tokens > draft.header_tokens:
+        return (draft.tokens - draft.header_tokens) / draft.pieces
+    return vocab.piece_cost
 
 
 def _questions(

@@ -25,7 +25,7 @@ from tmesh.bench.words import prose
 
 PROBE_TIMEOUT_S = 15.0
 TOKENIZE_CONCURRENCY = 16
-BATCH_CHARS = 1_000_000
+BATCH_CHARS = 400_000
 CALIBRATION_SIZES = (40, 400, 1600)
 PUNCTUATION = ".,;:!?"
 
@@ -69,8 +69,12 @@ class LocalTokenizer:
         return await asyncio.to_thread(self.count_now, texts)
 
     def count_now(self, texts: list[str]) -> list[int]:
-        """Counts in sub-batches of about BATCH_CHARS characters: an encoding keeps ~100 bytes per
-        token, so 61 contexts of 32k tokens at once would hold ~200 MB."""
+        """Counts in sub-batches of about BATCH_CHARS characters (two 32k-token contexts).
+
+        Encoding one such context takes ~20 MB of scratch memory in its worker thread, which the
+        allocator keeps afterwards; a large batch would spread over every core and keep that much
+        per core, so batches stay small enough to occupy two workers at a time.
+        """
         counts: list[int] = []
         start = 0
         while start < len(texts):
