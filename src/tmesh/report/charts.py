@@ -65,7 +65,8 @@ def _styled(draw: Callable[P, str]) -> Callable[P, str]:
 
 @dataclass
 class Line:
-    """One series of a line chart; `steps` draws each value flat across the interval it ends."""
+    """One series of a line chart; `steps` draws each value flat across the interval it ends,
+    `markers` dots the points (for gauges sampled once per interval)."""
 
     label: str
     x: Sequence[float]
@@ -75,6 +76,7 @@ class Line:
     alpha: float = 1.0
     dashed: bool = False
     steps: bool = False
+    markers: bool = False
 
 
 @dataclass
@@ -110,6 +112,8 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
             alpha=line.alpha,
             linestyle=(0, (4, 2)) if line.dashed else "-",
             drawstyle="steps-pre" if line.steps else "default",
+            marker="o" if line.markers else None,
+            markersize=3,
             solid_joinstyle="round",
         )
     ax.set_xlabel("elapsed time (s)")

@@ -23,6 +23,7 @@ from tmesh.report.metrics import (
     STATS,
     STEADY_RATES,
     Metric,
+    format_ratio,
     format_value,
 )
 
@@ -280,11 +281,29 @@ def _health_rows(run: Run) -> list[tuple[str, str]]:
         ("Dispatch delay", format_value(health.dispatch_delay_ms / 1000, "s")),
         ("Worst event-loop lag", format_value(health.loop_lag_ms / 1000, "s")),
     ]
-    names = {**series.SERVER_RATES, **series.SERVER_QUEUE}
     for key, value in sorted((run.summary.server or {}).items()):
-        shown = format_value(100 * value, "%") if key in series.SERVER_RATES else f"{value:,.6g}"
-        rows.append((f"server: {names.get(key, key.replace('_', ' '))}", escape(shown)))
+        rows.append((f"server: {server_label(key)}", escape(server_value(key, value))))
     return rows
+
+
+ACRONYMS = {"gpu": "GPU", "cpu": "CPU", "kv": "KV", "ttft": "TTFT", "lmcache": "LMCache"}
+
+
+def server_label(key: str) -> str:
+    """`revisit_gpu_hit_rate` -> `revisit GPU hit rate`; known keys get their chart names."""
+    known = {**series.SERVER_RATES, **series.SERVER_QUEUE}
+    if key in known:
+        return known[key]
+    return " ".join(ACRONYMS.get(word, word) for word in key.split("_"))
+
+
+def server_value(key: str, value: float) -> str:
+    """Rates and usage as percentages (the scrape records fractions), ratios as `1.09x`."""
+    if key.endswith(("_rate", "_perc")):
+        return format_value(100 * value, "%")
+    if key.endswith("_ratio"):
+        return format_ratio(value)
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
 
 
 def _header(run: Run) -> str:
@@ -307,7 +326,10 @@ def notes(run: Run) -> str:
 
 
 def _verdict(text: str | None) -> str:
-    return f'<section class="verdict">{escape(text)}</section>' if text else ""
+    """The benchmark's own reading of the server's cache counters, when it made one."""
+    if not text:
+        return ""
+    return f'<section class="verdict"><strong>Cache verdict:</strong> {escape(text)}</section>'
 
 
 def _cards(run: Run) -> str:

@@ -73,7 +73,7 @@ def server_keys(run: Run, names: dict[str, str]) -> list[str]:
 
 def server_line(run: Run, key: str, label: str, color: str, dashed: bool = False) -> Line:
     values = [(snap.server or {}).get(key) for snap in run.intervals]
-    return Line(label, elapsed(run), values, color, 1.8, dashed=dashed)
+    return Line(label, elapsed(run), values, color, 1.8, dashed=dashed, markers=True)
 
 
 def ttft_by_visit(run: Run) -> list[Distribution]:
