@@ -112,8 +112,9 @@ def test_list_profiles(capsys: pytest.CaptureFixture) -> None:
 
 def run_child(*argv: str) -> subprocess.Popen[str]:
     env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    small = ["--profile", "fast", "--gpu-kv-tokens", "65536", "--max-model-len", "4096"]
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, *argv],
+        [sys.executable, "-c", CHILD, *small, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -122,7 +123,7 @@ def run_child(*argv: str) -> subprocess.Popen[str]:
 
 
 def test_serves_until_sigint() -> None:
-    child = run_child("--port", "0", "--profile", "fast", "--api-key", "sk-secret-key-42")
+    child = run_child("--port", "0", "--api-key", "sk-secret-key-42")
     try:
         line = child.stdout.readline() if child.stdout else ""
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)/v1", line)
@@ -143,12 +144,12 @@ def test_serves_until_sigint() -> None:
 
 
 def test_port_in_use_is_one_line() -> None:
-    first = run_child("--port", "0", "--profile", "fast")
+    first = run_child("--port", "0")
     try:
         line = first.stdout.readline() if first.stdout else ""
         port = re.search(r":(\d+)/v1", line)
         assert port, line
-        second = run_child("--port", port.group(1), "--profile", "fast")
+        second = run_child("--port", port.group(1))
         _, err = second.communicate(timeout=15)
         assert second.returncode == 1
         assert err.startswith("tmesh-cli simulate: error: cannot listen on")

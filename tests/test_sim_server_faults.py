@@ -243,3 +243,8 @@ async def test_pause_and_resume(sim: SimulatorHandle, session: aiohttp.ClientSes
     async with session.post(url, json=BODY) as resp:
         assert resp.status == 200
         assert len((await resp.json())["choices"][0]["text"].split()) == 10
+    await sim.stop()
+    await sim.stop()
+    with pytest.raises(aiohttp.ClientConnectorError):
+        async with session.post(url, json=BODY) as resp:
+            pass
