@@ -40,6 +40,7 @@ TWO_TOPICS = (
     "Which sentence connects {a} with {b}?",
     "What is said about {a} near the mention of {b}?",
 )
+TEMPLATES = ONE_TOPIC + TWO_TOPICS
 GROUP_SIZE = 16
 MIN_WORDS = 64
 MIN_STARTERS = 4
@@ -120,11 +121,12 @@ async def build_prompt_set(
     say(f"building {count} contexts of {target} tokens (token counts: {oracle.name})…")
     vocab = await find_vocabulary(oracle)
     drafts = [_start(spec, index, vocab) for index in range(count)]
-    probes = [_template_probe(drafts[0].header, template, vocab) for template in _templates()]
-    measured = await oracle.count([d.header for d in drafts] + probes)
-    for draft, tokens in zip(drafts, measured[:count], strict=True):
-        draft.header_tokens = tokens
-    template_costs = [tokens - drafts[0].header_tokens for tokens in measured[count:]]
+    template_costs = await _measure_headers(drafts, oracle, vocab)
+    longest = max(draft.header_tokens for draft in drafts)
+    if round((target - longest) / vocab.piece_cost) < MIN_PIECES:
+        raise PromptError(
+            f"--input-length {target} is too short: a document header alone is {longest} tokens"
+        )
     await _plan_and_count(drafts, oracle, target, vocab)
     await _converge(drafts, oracle, target, vocab, say)
     questions, question_tokens = [], []
@@ -149,8 +151,8 @@ async def find_vocabulary(oracle: TokenOracle) -> Vocabulary:
     starters = [" " + w for w in STARTERS]
     if not oracle.exact:
         groups = _groups(words + starters, GROUP_SIZE)
-        base, *costs = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
-        per_piece = sum(c - base for c in costs) / sum(len(g) for g in groups)
+        costs = await _marginal_costs(oracle, groups)
+        per_piece = sum(costs) / sum(len(g) for g in groups)
         return Vocabulary(words, starters, max(per_piece, 0.1))
     single = await single_token_pieces(oracle, words + starters)
     vocab = Vocabulary([w for w in words if w in single], [s for s in starters if s in single], 1.0)
@@ -174,10 +176,10 @@ async def single_token_pieces(oracle: TokenOracle, candidates: list[str]) -> set
     good: set[str] = set()
     groups = _groups(candidates, GROUP_SIZE)
     while groups:
-        base, *counts = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
+        costs = await _marginal_costs(oracle, groups)
         failed: list[list[str]] = []
-        for group, tokens in zip(groups, counts, strict=True):
-            if tokens - base == len(group):
+        for group, cost in zip(groups, costs, strict=True):
+            if cost == len(group):
                 good.update(group)
             elif len(group) > 1:
                 failed.append(group)
@@ -188,6 +190,13 @@ async def single_token_pieces(oracle: TokenOracle, candidates: list[str]) -> set
             for part in _groups(group, 1 if one_by_one else math.ceil(len(group) / 4))
         ]
     return good
+
+
+async def _marginal_costs(oracle: TokenOracle, groups: list[list[str]]) -> list[int]:
+    """Tokens each group adds after ANCHOR: the anchor absorbs start-of-text effects (such as a
+    SentencePiece dummy prefix) that the group would never meet inside a context."""
+    base, *counts = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
+    return [tokens - base for tokens in counts]
 
 
 def _groups(items: list[str], size: int) -> list[list[str]]:
@@ -204,22 +213,26 @@ def _start(spec: WorkloadSpec, index: int, vocab: Vocabulary) -> _Draft:
     return _Draft(header, (a[1:], b[1:], c[1:]), rng)
 
 
-def _templates() -> tuple[str, ...]:
-    return ONE_TOPIC + TWO_TOPICS
+async def _measure_headers(
+    drafts: list[_Draft], oracle: TokenOracle, vocab: Vocabulary
+) -> list[int]:
+    """Count every header, and what each question template adds after a context-like ending.
 
-
-def _template_probe(anchor: str, template: str, vocab: Vocabulary) -> str:
-    """A context-like end followed by a question, to measure what the question adds."""
-    return anchor + QUESTION_LEAD + template.format(a=vocab.words[0][1:], b=vocab.words[1][1:])
+    A header ends like a context (a word and a period), so it is the anchor for the templates;
+    topics are single-token words, so one count per template holds for every question made
+    from it.
+    """
+    anchor = drafts[0].header
+    a, b = vocab.words[0][1:], vocab.words[1][1:]
+    probes = [anchor + QUESTION_LEAD + template.format(a=a, b=b) for template in TEMPLATES]
+    measured = await oracle.count([draft.header for draft in drafts] + probes)
+    for draft, tokens in zip(drafts, measured, strict=False):
+        draft.header_tokens = tokens
+    return [tokens - drafts[0].header_tokens for tokens in measured[len(drafts) :]]
 
 
 def _fill(draft: _Draft, target: int, vocab: Vocabulary) -> None:
     pieces = round((target - draft.header_tokens) / vocab.piece_cost)
-    if pieces < MIN_PIECES:
-        raise PromptError(
-            f"--input-length {target} is too short: the document header alone is "
-            f"{draft.header_tokens} tokens"
-        )
     shapes = sentence_shapes(draft.rng, pieces)
     draft.sentences = render_sentences(draft.rng, vocab.words, vocab.starters, shapes[:-1])
     draft.costs = [length + 1 + (comma > 0) for length, comma in shapes[:-1]]
@@ -338,7 +351,7 @@ def _questions(
     texts, costs = [], []
     for number in rng.sample(range(_capacity(size)), wanted):
         template, a, b = _decode(number, size)
-        texts.append(QUESTION_LEAD + _templates()[template].format(a=chosen[a], b=chosen[b]))
+        texts.append(QUESTION_LEAD + TEMPLATES[template].format(a=chosen[a], b=chosen[b]))
         costs.append(template_costs[template])
     return texts, costs
 
