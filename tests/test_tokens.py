@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import socket
 from collections.abc import AsyncIterator
@@ -177,6 +178,20 @@ async def test_chain_calibrates_from_usage(
     assert oracle.per_word == pytest.approx(true_rate, rel=0.05)
     assert oracle.overhead == pytest.approx(7 if api == "chat" else 0, abs=3)
     assert await oracle.count([text]) == [round(oracle.per_word * words)]
+
+
+async def test_chain_passes_over_a_hanging_tokenize(
+    bpe: Tokenizer, session: aiohttp.ClientSession
+) -> None:
+    said: list[str] = []
+    stub = OpenAIStub(bpe, hold_tokenize=asyncio.Event())
+    async with serve_stub(stub):
+        oracle = await choose_oracle(
+            session, stub.base_url, "m", "completions", {}, progress=said.append, timeout=0.3
+        )
+        stub.hold_tokenize.set()
+    assert isinstance(oracle, CalibratedEstimate)
+    assert "timed out" in said[0]
 
 
 async def test_chain_ends_with_estimate(bpe: Tokenizer, session: aiohttp.ClientSession) -> None:

@@ -6,6 +6,7 @@ project's own vocabulary, so tests of exact token counts run against a real byte
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -47,6 +48,7 @@ class OpenAIStub:
     tokenizer: Tokenizer
     tokenize: bool = True
     usage: bool = True
+    hold_tokenize: asyncio.Event | None = None
     chat_overhead: int = 7
     calls: dict[str, int] = field(default_factory=dict)
     bodies: list[dict] = field(default_factory=list)
@@ -60,6 +62,8 @@ class OpenAIStub:
 
     async def handle_tokenize(self, request: web.Request) -> web.Response:
         self._seen("tokenize")
+        if self.hold_tokenize is not None:
+            await self.hold_tokenize.wait()
         if not self.tokenize:
             return web.Response(status=404, text="Not Found")
         body = orjson.loads(await request.read())

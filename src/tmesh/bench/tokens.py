@@ -159,7 +159,7 @@ class LengthEstimate:
     six characters with the space and are single tokens), so characters only count beyond that.
     """
 
-    name = "estimate (≈1 token per word or mark, 4 characters per token beyond 6 per word)"
+    name = "estimate from words and characters (no tokenizer available)"
     exact = False
 
     async def count(self, texts: list[str]) -> list[int]:
@@ -191,10 +191,10 @@ async def choose_oracle(
     say = progress or (lambda _text: None)
     if tokenizer is not None:
         return LocalTokenizer(tokenizer)
-    server = ServerTokenizer(session, tokenize_url(base_url), model, headers, timeout)
+    url = tokenize_url(base_url)
     try:
-        await server.count(["Hello world"])
-        return server
+        await ServerTokenizer(session, url, model, headers, timeout).count(["Hello world"])
+        return ServerTokenizer(session, url, model, headers)
     except TokenizerError as exc:
         say(f"no server /tokenize ({exc}); calibrating from usage.prompt_tokens")
     try:
