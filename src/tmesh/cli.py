@@ -228,7 +228,12 @@ def _add_benchmark_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; `command` limits flag set-up to that subcommand, keeping start-up fast.
+
+    The report and simulator flags import matplotlib and the engine, which costs about two
+    seconds; a benchmark run (and `--help`) should not pay for them.
+    """
     parser = _Parser(
         prog="tmesh-cli",
         description="Benchmark LLM inference stacks on a KV-cache-reuse workload.",
@@ -239,17 +244,30 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark", help="discover the model at an endpoint and run the workload until stopped"
     )
     _add_benchmark_flags(bench)
-    _add_other_commands(sub)
+    _add_other_commands(sub, command)
     return parser
 
 
-def _add_other_commands(sub: argparse._SubParsersAction) -> None:
-    from tmesh.report.cli import add_compare_arguments, add_report_arguments
-    from tmesh.sim.cli import add_simulate_arguments
+def _add_other_commands(sub: argparse._SubParsersAction, command: str | None) -> None:
+    helps = {
+        "simulate": "run the simulated inference engine",
+        "report": "self-contained HTML report of one run",
+        "compare": "compare two or more runs side by side",
+    }
+    for name, text in helps.items():
+        parser = sub.add_parser(name, help=text)
+        if name == command:
+            _flag_adder(name)(parser)
 
-    add_simulate_arguments(sub.add_parser("simulate", help="run the simulated inference engine"))
-    add_report_arguments(sub.add_parser("report", help="self-contained HTML report of one run"))
-    add_compare_arguments(sub.add_parser("compare", help="compare two or more runs side by side"))
+
+def _flag_adder(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    if name == "simulate":
+        from tmesh.sim.cli import add_simulate_arguments
+
+        return add_simulate_arguments
+    from tmesh.report.cli import add_compare_arguments, add_report_arguments
+
+    return add_report_arguments if name == "report" else add_compare_arguments
 
 
 def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
@@ -291,7 +309,9 @@ def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
