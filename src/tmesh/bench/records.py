@@ -162,11 +162,11 @@ class WindowStats:
 
 @dataclass
 class ClientHealth:
-    """How the load generator itself behaved in a window, so a client limit is not blamed on the server.
+    """How the load generator behaved in a window, so a client limit is not blamed on the server.
 
-    `inflight_mean` is the time-weighted number of requests outstanding; `dispatch_delay_ms` the mean
-    time between a slot freeing and the next request being written; `loop_lag_ms` the worst sampled
-    event-loop lag.
+    `inflight_mean` is the time-weighted number of requests outstanding; `dispatch_delay_ms` the
+    mean time between a slot freeing and the next request being written; `loop_lag_ms` the worst
+    sampled event-loop lag.
     """
 
     inflight_mean: float = 0.0
