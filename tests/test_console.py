@@ -308,3 +308,14 @@ def test_live_view_shows_time_left() -> None:
     text = out.getvalue()
     assert "10 s elapsed, 50 s left" in text
     assert "Global Average TTFT" in text
+
+
+def test_client_limit_warning_names_the_cause() -> None:
+    from tmesh.bench.console import client_limit_warning
+    from tmesh.bench.records import ClientHealth
+
+    assert client_limit_warning(ClientHealth(20.0, 20, 0.3, 4.0)) is None
+    lagging = client_limit_warning(ClientHealth(12.0, 20, 0.3, 180.0))
+    assert lagging is not None and "180 ms" in lagging
+    slow_refill = client_limit_warning(ClientHealth(19.0, 20, 9.5, 3.0))
+    assert slow_refill is not None and "9.5 ms" in slow_refill

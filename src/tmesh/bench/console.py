@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from tmesh.bench.records import (
+    ClientHealth,
     IntervalSnapshot,
     MetricStats,
     RunSummary,
@@ -174,11 +175,43 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     pairs.append(
         ("In-flight Requests (achieved / target)", f"{h.inflight_mean:.1f} / {h.inflight_target}")
     )
+    pairs.append(
+        (
+            "Client Dispatch Delay / Loop Lag",
+            f"{h.dispatch_delay_ms:.2f} ms / {h.loop_lag_ms:.1f} ms",
+        )
+    )
+    warning = client_limit_warning(h)
+    if warning:
+        pairs.append(("WARNING", warning))
     if i.cached_tokens_reported:
         pairs.append(("Cached Prompt Tokens (usage, interval)", _cached(i)))
     if snap.server:
         pairs.extend(server_pairs(snap.server))
     return pairs
+
+
+LOOP_LAG_LIMIT_MS = 50.0
+DISPATCH_DELAY_LIMIT_MS = 5.0
+
+
+def client_limit_warning(health: ClientHealth) -> str | None:
+    """Say so when the load generator, not the server, held the numbers back.
+
+    A lagging event loop delays reading the first token (TTFT grows) and refilling slots (QPS
+    drops); either would be blamed on the server if we stayed silent.
+    """
+    if health.loop_lag_ms > LOOP_LAG_LIMIT_MS:
+        return (
+            f"the client's event loop lagged {health.loop_lag_ms:.0f} ms: this machine, not the "
+            "server, is limiting the run (try --workers or a bigger client machine)"
+        )
+    if health.dispatch_delay_ms > DISPATCH_DELAY_LIMIT_MS:
+        return (
+            f"the client took {health.dispatch_delay_ms:.1f} ms on average to refill a free slot: "
+            "the load generator is the bottleneck"
+        )
+    return None
 
 
 def server_pairs(server: dict[str, float]) -> list[tuple[str, str]]:

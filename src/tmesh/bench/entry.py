@@ -12,9 +12,11 @@ from tmesh.bench.benchmark import (
     EXIT_RUN_FAILED,
     EXIT_USAGE,
     BenchmarkError,
+    Prepared,
     measure,
     prepare,
 )
+from tmesh.bench.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.endpoint import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.runfiles import RunFilesError
@@ -35,15 +37,13 @@ SETUP_ERRORS = (
 async def _benchmark(opts: BenchmarkOptions, view: View) -> int:
     prep = await prepare(opts, view)
     if opts.duration is None and opts.max_requests is None:
-        view.out("NOTE: tmesh-cli benchmark will run forever until you interrupt the process.")
+        view.out(RUN_FOREVER_NOTE)
     view.out(_workload_block(prep))
     view.start()
     return await measure(opts, prep, view)
 
 
-def _workload_block(prep) -> str:
-    from tmesh.bench.console import format_workload
-
+def _workload_block(prep: Prepared) -> str:
     return format_workload(prep.spec, prep.prompts.oracle, prep.prompts.exact)
 
 

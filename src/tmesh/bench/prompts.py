@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from tmesh.bench.records import WorkloadSpec
 from tmesh.bench.tokens import TokenOracle
 from tmesh.bench.words import (
+    FUNCTION_WORDS,
     MIN_PIECES,
     STARTERS,
     WORDS,
@@ -205,7 +206,7 @@ def _groups(items: list[str], size: int) -> list[list[str]]:
 
 def _start(spec: WorkloadSpec, index: int, vocab: Vocabulary) -> _Draft:
     rng = random.Random(f"tmesh-context:{spec.seed}:{index}")
-    a, b, c = rng.sample(vocab.words, 3)
+    a, b, c = rng.sample([w for w in vocab.words if w[1:] not in FUNCTION_WORDS], 3)
     header = (
         f"Document {index + 1} of {spec.num_contexts} (run seed {spec.seed}): "
         f"notes on{a},{b} and{c}."
@@ -359,7 +360,7 @@ def _questions(
 def _topics(draft: _Draft, rng: random.Random, vocab: Vocabulary) -> list[str]:
     """Single-token words that really occur in the context (not its sentence starters)."""
     sample = [*rng.sample(draft.sentences, min(len(draft.sentences), 64)), draft.tail]
-    single = {w[1:] for w in vocab.words}
+    single = {w[1:] for w in vocab.words} - FUNCTION_WORDS
     found = {word.strip(",.") for sentence in sample for word in sentence.split()[1:]}
     return sorted((found & single) | set(draft.topics))
 
