@@ -48,6 +48,7 @@ MIN_STARTERS = 4
 MAX_ROUNDS = 6
 APPROXIMATE_ROUNDS = 3
 TOPIC_SAMPLE = 32
+MIN_TOPICS = 8
 CHUNK = 8
 
 
@@ -87,6 +88,12 @@ class Vocabulary:
     words: list[str]
     starters: list[str]
     piece_cost: float
+
+    @property
+    def topics(self) -> set[str]:
+        """Words fit to be asked about (no "though" or "while"), unless too few remain."""
+        content = {w[1:] for w in self.words} - FUNCTION_WORDS
+        return content if len(content) >= MIN_TOPICS else {w[1:] for w in self.words}
 
 
 @dataclass
@@ -206,7 +213,8 @@ def _groups(items: list[str], size: int) -> list[list[str]]:
 
 def _start(spec: WorkloadSpec, index: int, vocab: Vocabulary) -> _Draft:
     rng = random.Random(f"tmesh-context:{spec.seed}:{index}")
-    a, b, c = rng.sample([w for w in vocab.words if w[1:] not in FUNCTION_WORDS], 3)
+    topics = vocab.topics
+    a, b, c = rng.sample([w for w in vocab.words if w[1:] in topics], 3)
     header = (
         f"Document {index + 1} of {spec.num_contexts} (run seed {spec.seed}): "
         f"notes on{a},{b} and{c}."
@@ -360,9 +368,8 @@ def _questions(
 def _topics(draft: _Draft, rng: random.Random, vocab: Vocabulary) -> list[str]:
     """Single-token words that really occur in the context (not its sentence starters)."""
     sample = [*rng.sample(draft.sentences, min(len(draft.sentences), 64)), draft.tail]
-    single = {w[1:] for w in vocab.words} - FUNCTION_WORDS
     found = {word.strip(",.") for sentence in sample for word in sentence.split()[1:]}
-    return sorted((found & single) | set(draft.topics))
+    return sorted((found & vocab.topics) | set(draft.topics))
 
 
 def _capacity(topics: int) -> int:

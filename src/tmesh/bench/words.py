@@ -92,8 +92,7 @@ _WORD_TEXT = """
 WORDS: tuple[str, ...] = tuple(_WORD_TEXT.split())
 
 # Words of WORDS that make odd question topics ("what does the passage say about though?").
-FUNCTION_WORDS: frozenset[str] = frozenset(
-    """
+_FUNCTION_TEXT = """
     able about above across after again against ago ahead almost alone along already also always
     among and any around away because before behind below between beyond both but can could down
     during each either else enough even ever every from here indeed instead into just least left
@@ -101,8 +100,8 @@ FUNCTION_WORDS: frozenset[str] = frozenset(
     please pretty quite rather same several should since some soon still such than that there
     those though through today tomorrow tonight toward twice under until upon very well where
     whether which while will with within without would yes yet
-    """.split()
-)
+"""
+FUNCTION_WORDS: frozenset[str] = frozenset(_FUNCTION_TEXT.split())
 
 
 MIN_PIECES = 2
