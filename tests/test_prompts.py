@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tokenizer_helpers import OpenAIStub, serve_stub, train_bpe
 from tokenizers import Tokenizer
 
@@ -31,7 +34,7 @@ from tmesh.bench.tokens import (
     estimate_tokens,
     tokenize_url,
 )
-from tmesh.bench.words import STARTERS, WORDS
+from tmesh.bench.words import MIN_PIECES, STARTERS, WORDS, render_sentences, sentence_shapes
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +260,27 @@ def test_prompt_set_repr_is_a_summary() -> None:
         "PromptSet(contexts=2, context_tokens=7..9, questions=3, oracle='x', exact=True)"
     )
     assert "none" in repr(PromptSet([], [], [], [], "x", False))
+
+
+@given(pieces=st.integers(min_value=MIN_PIECES, max_value=5000), seed=st.integers(0, 2**32))
+def test_sentence_shapes_use_exactly_the_pieces(pieces: int, seed: int) -> None:
+    shapes = sentence_shapes(random.Random(seed), pieces)
+    assert sum(length + 1 + (comma > 0) for length, comma in shapes) == pieces
+    assert all(length >= 1 for length, _ in shapes)
+    assert all(comma == 0 or 3 <= comma <= length - 3 for length, comma in shapes)
+    assert shapes[-1][1] == 0
+
+
+def test_sentence_shapes_refuse_too_few_pieces() -> None:
+    with pytest.raises(ValueError, match="at least 2 pieces"):
+        sentence_shapes(random.Random(0), 1)
+
+
+def test_render_sentences_follow_their_shapes() -> None:
+    shapes = [(12, 5), (1, 0), (7, 0)]
+    words, starters = [" alpha", " beta"], [" The"]
+    sentences = render_sentences(random.Random(0), words, starters, shapes)
+    assert [len(s.split()) for s in sentences] == [12, 1, 7]
+    assert sentences[0].split()[4].endswith(",")
+    assert all(s.startswith(" The") and s.endswith(".") for s in sentences)
+    assert sentences[1] == " The."
