@@ -284,7 +284,9 @@ class Engine:
         self._intake(now)
         items: list[tuple[SimRequest, int]] = []
         budget, preempted = self._schedule_running(items)
-        if not preempted:
+        if not preempted or not items:
+            # vLLM admits nobody in a step that preempted; a step left empty by preemption is
+            # skipped, i.e. admission happens right away.
             self._admit(now, budget, items)
         if not items:
             return None
@@ -299,9 +301,11 @@ class Engine:
             n = min(req.num_tokens - req.num_computed, budget)
             need = self._new_blocks(req, n)
             while need > self.pool.num_free:
+                preempted = True
+                if self._reclaim_parked(keep=None):
+                    continue
                 victim = self.running.pop()
                 self._preempt(victim)
-                preempted = True
                 if victim is req:
                     return budget, preempted
             req.blocks.extend(self.pool.allocate(need))
@@ -315,14 +319,16 @@ class Engine:
         while self.waiting and len(self.running) < cfg.max_num_seqs and budget > 0:
             req = self.waiting[0]
             if not req.blocks and not self._allocate_with_prefix(req, now, budget):
-                self._unblock_if_stuck(items)
+                if self._stuck(items) and self._reclaim_parked(keep=None):
+                    continue
                 return
             if req.state is State.LOADING:
                 continue
             n = min(req.num_tokens - req.num_computed, budget)
             need = self._new_blocks(req, n)
             if need > self.pool.num_free:
-                self._unblock_if_stuck(items)
+                if self._stuck(items) and self._reclaim_parked(keep=req):
+                    continue
                 return
             req.blocks.extend(self.pool.allocate(need))
             self.waiting.popleft()
@@ -388,20 +394,29 @@ class Engine:
                 req.state = State.WAITING
                 self.waiting.append(req)
 
-    def _unblock_if_stuck(self, items: list[tuple[SimRequest, int]]) -> None:
-        """If nothing runs or loads, release blocks parked by waiting requests (newest first).
+    def _stuck(self, items: list[tuple[SimRequest, int]]) -> bool:
+        """Nothing runs or loads, so nothing would ever free the blocks admission waits for."""
+        return not (items or self.running or self._loads_live())
 
-        Only loaded-then-waiting requests hold blocks outside the running batch; without this,
-        two of them could each hold what the other needs.
+    def _reclaim_parked(self, keep: SimRequest | None) -> bool:
+        """Preempt a parked request (CPU load done, not yet admitted), newest first.
+
+        Parked requests hold GPU blocks outside the running batch; reclaiming them before
+        preempting running requests keeps a lone running request (or the head of the queue)
+        from waiting forever on blocks nobody will free. Their loaded blocks stay cached, so
+        re-admission finds them on the GPU. Falls back to `keep` itself when it holds the only
+        parked blocks. Returns whether anything was freed.
         """
-        if items or self.running or self._loads_live():
-            return
-        for req in reversed(self.waiting):
-            if req.blocks:
-                self._release(req)
-                req.num_preemptions += 1
-                self.metrics.record_preemption()
-                return
+        parked = [r for r in self.waiting if r.blocks and r is not keep]
+        if not parked and keep is not None and keep.blocks:
+            parked = [keep]
+        if not parked:
+            return False
+        victim = parked[-1]
+        self._release(victim)
+        victim.num_preemptions += 1
+        self.metrics.record_preemption()
+        return True
 
     def _new_blocks(self, req: SimRequest, n: int) -> int:
         return max(0, -(-(req.num_computed + n) // self.config.block_size) - len(req.blocks))
