@@ -1,0 +1,92 @@
+"""The run goes on through faults, counts them, and survives a server restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+from cli_helpers import SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
+
+from tmesh.sim.faults import FaultConfig
+from tmesh.sim.profiles import PROFILES
+from tmesh.sim.server import start_simulator
+
+PROFILE = replace(PROFILES["fast"], t_fixed_s=2e-3)
+
+
+async def test_mixed_faults_are_counted_and_the_run_goes_on(tmp_path) -> None:
+    faults = FaultConfig(
+        error_rate=0.1,
+        error_body="html",
+        rate_429=0.05,
+        retry_after=0.2,
+        cut_rate=0.1,
+        cut_after=3,
+        malformed_rate=0.05,
+        error_in_stream_rate=0.05,
+        seed=7,
+    )
+    out = tmp_path / "run"
+    async with await start_simulator(PROFILE, faults=faults) as handle:
+        result = await run_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--max-requests", "150",
+            "--interval", "1", "--output-dir", str(out),
+        )  # fmt: skip
+        injected = dict(handle.faults.counts)
+    assert result.code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    _, requests, _, summary = read_run(out)
+    kinds: dict[str, int] = {}
+    for r in requests:
+        if r["error"]:
+            kinds[r["error"]] = kinds.get(r["error"], 0) + 1
+    assert set(kinds) == {"http_5xx", "http_429", "stream_cut", "malformed"}
+    assert summary["failed_requests"] == sum(kinds.values())
+    # The server also saw the one-token capability probe, which a fault may have hit.
+    assert sum(injected.values()) - sum(kinds.values()) in (0, 1)
+    assert summary["overall"]["errors"] == kinds
+    assert summary["total_requests"] == sum(1 for r in requests if r["error"] is None)
+    ok_ttfts = [r["ttft"] for r in requests if r["error"] is None]
+    assert all(t is not None for t in ok_ttfts)
+    assert "Errors:" in result.stdout and "stream_cut" in result.stdout
+
+
+async def test_run_resumes_after_server_restart(tmp_path) -> None:
+    out = tmp_path / "run"
+    async with await start_simulator(PROFILE) as handle:
+        proc = await start_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
+            "--duration", "8", "--output-dir", str(out),
+        )  # fmt: skip
+        await read_until(proc.stdout, "Elapsed Time")
+        await handle.pause()
+        await read_until(proc.stdout, "connect")
+        await handle.resume()
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    _, requests, _, summary = read_run(out)
+    errors = [r for r in requests if r["error"]]
+    assert errors and {r["error"] for r in errors} <= {"connect", "stream_cut"}
+    last_error = max(r["t_end"] for r in errors)
+    recovered = [r for r in requests if r["error"] is None and r["t0"] > last_error]
+    assert recovered, "no request succeeded after the server came back"
+    assert summary["stop_reason"] == "duration"
+
+
+async def test_server_gone_for_good_exits_1_with_summary(tmp_path) -> None:
+    out = tmp_path / "run"
+    async with await start_simulator(PROFILE) as handle:
+        proc = await start_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
+            "--max-consecutive-errors", "20", "--output-dir", str(out),
+        )  # fmt: skip
+        await read_until(proc.stdout, "Elapsed Time")
+        await handle.stop()
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "consecutive requests failed" in stderr.decode().splitlines()[-1]
+    assert "Traceback" not in stderr.decode()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "errors"
+    assert summary["failed_requests"] >= 20
