@@ -69,6 +69,7 @@ def test_normalize_endpoint_forms(given: str, expected: str) -> None:
         ("http://h:0", "bad port"),
         ("http://exa mple.com:80", "not a valid host"),
         ("http://user:secret@h:8000", "credentials"),
+        ("ftp://user:secret@h", "credentials"),
         ("http://h:8000/v1?api-version=1", "query"),
     ],
 )

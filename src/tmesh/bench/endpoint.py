@@ -12,7 +12,7 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import orjson
@@ -51,26 +51,25 @@ def normalize_endpoint(url: str) -> str:
     text = url.strip()
     if not text:
         raise EndpointError("--endpoint is empty; pass a URL such as http://localhost:8000")
-    match = _SCHEME_RE.match(text)
-    if match is None:
+    if _SCHEME_RE.match(text) is None:
         text = "http://" + text
-    elif match.group(1).lower() not in SCHEMES:
-        raise EndpointError(
-            f"--endpoint {url!r}: unsupported scheme {match.group(1)!r} (use http:// or https://)"
-        )
     parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise EndpointError(
+            "--endpoint: credentials in the URL are not supported; pass the key with --api-key"
+        )
     scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise EndpointError(
+            f"--endpoint {url!r}: unsupported scheme {parts.scheme!r} (use http:// or https://)"
+        )
     netloc = _netloc(parts, url)
     if parts.query or parts.fragment:
         raise EndpointError(f"--endpoint {url!r}: remove the query or fragment ('?…', '#…')")
     return f"{scheme}://{netloc}{_api_prefix(parts.path)}/v1"
 
 
-def _netloc(parts, url: str) -> str:
-    if "@" in parts.netloc:
-        raise EndpointError(
-            "--endpoint: credentials in the URL are not supported; pass the key with --api-key"
-        )
+def _netloc(parts: SplitResult, url: str) -> str:
     host = parts.hostname
     if not host:
         raise EndpointError(f"--endpoint {url!r}: no host name")
