@@ -65,7 +65,7 @@ class RealClock:
         if deadline is None:
             await event.wait()
             return
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(event.wait(), max(0.0, self._real_delay(deadline)))
 
 
