@@ -139,8 +139,9 @@ class SimRequest:
 
 @dataclass
 class _Step:
+    """The batch of one engine step, (request, tokens computed), and when the step ends."""
+
     items: list[tuple[SimRequest, int]]
-    start: float
     end: float
 
 
@@ -431,7 +432,7 @@ class Engine:
         seconds = latency.step_seconds(self.config, len(items), new, pairs, context)
         if self.config.jitter:
             seconds *= self._rng.lognormvariate(0.0, self.config.jitter)
-        return _Step(items, now, now + seconds)
+        return _Step(items, now + seconds)
 
     def _commit(self, step: _Step) -> None:
         now = step.end

@@ -40,6 +40,7 @@ class EngineMetrics:
         self._labels = {"model_name": cfg.model, "engine": "0"}
         self._totals: dict[str, float] = {}
         self._counters: dict[str, Counter] = {}
+        self._children: dict[str, Counter] = {}
         self.offload = cfg.num_cpu_blocks > 0
 
         self.running = self._gauge("vllm:num_requests_running", "Requests in the running batch.")
@@ -126,8 +127,11 @@ class EngineMetrics:
 
     def _inc(self, name: str, amount: float, **labels: str) -> None:
         key = name + "_total" + "".join(f'{{{k}="{v}"}}' for k, v in labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._counters[name].labels(**self._labels, **labels)
         self._totals[key] = self._totals.get(key, 0) + amount
-        self._counters[name].labels(**self._labels, **labels).inc(amount)
+        child.inc(amount)
 
     def bind_gauges(
         self,
