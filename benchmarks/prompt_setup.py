@@ -26,6 +26,22 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+class Timed:
+    """The oracle under test, with the calls, texts and wall time spent counting."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.exact = inner, inner.name, inner.exact
+        self.calls = self.texts = 0
+        self.seconds = 0.0
+
+    async def count(self, texts: list[str]) -> list[int]:
+        started = time.perf_counter()
+        counts = await self.inner.count(texts)
+        self.calls, self.texts = self.calls + 1, self.texts + len(texts)
+        self.seconds += time.perf_counter() - started
+        return counts
+
+
 def run_case(oracle_kind: str, tokenizer: str | None, contexts: int, length: int) -> None:
     from tmesh.bench.prompts import build_prompt_set
     from tmesh.bench.records import WorkloadSpec
@@ -33,15 +49,17 @@ def run_case(oracle_kind: str, tokenizer: str | None, contexts: int, length: int
 
     spec = WorkloadSpec("bench", contexts, contexts, max(1, contexts // 3), length, 100)
     wall, cpu = time.perf_counter(), time.process_time()
-    oracle = LocalTokenizer(tokenizer) if oracle_kind == "tokenizer" else LengthEstimate()
+    oracle = Timed(LocalTokenizer(tokenizer) if oracle_kind == "tokenizer" else LengthEstimate())
     prompts = asyncio.run(build_prompt_set(spec, oracle))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     on_target = sum(t == length for t in prompts.context_tokens)
     print(
         f"{oracle_kind:9}  {wall:6.2f} s wall  {cpu:6.2f} s CPU  peak RSS {peak_mb:6.1f} MB  "
-        f"exact={prompts.exact}  {on_target}/{contexts} contexts at {length} tokens  "
-        f"({sum(map(len, prompts.contexts)) / 1e6:.1f} MB of text; {prompts.oracle})"
+        f"exact={prompts.exact}  {on_target}/{contexts} contexts at {length} tokens\n"
+        f"           {oracle.calls} count calls, {oracle.texts} texts, {oracle.seconds:.2f} s "
+        f"waiting for counts; {sum(map(len, prompts.contexts)) / 1e6:.1f} MB of text; "
+        f"oracle: {prompts.oracle}"
     )
 
 
