@@ -54,11 +54,12 @@ def run_case(oracle_kind: str, tokenizer: str | None, contexts: int, length: int
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     on_target = sum(t == length for t in prompts.context_tokens)
+    text_mb = sum(map(len, prompts.contexts)) / 1e6
     print(
         f"{oracle_kind:9}  {wall:6.2f} s wall  {cpu:6.2f} s CPU  peak RSS {peak_mb:6.1f} MB  "
         f"exact={prompts.exact}  {on_target}/{contexts} contexts at {length} tokens\n"
         f"           {oracle.calls} count calls, {oracle.texts} texts, {oracle.seconds:.2f} s "
-        f"waiting for counts; {sum(map(len, prompts.contexts)) / 1e6:.1f} MB of text; "
+        f"in counts (overlapping the writing); {text_mb:.1f} MB of text; "
         f"oracle: {prompts.oracle}"
     )
 
