@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -28,6 +29,7 @@ from sse_server_helpers import (
 from tmesh.bench.client import (
     ChunkedDecoder,
     ClientConfig,
+    StreamState,
     make_session,
     one_line,
     parse_head,
@@ -326,3 +328,104 @@ async def test_cancellation_propagates_and_frees_the_slot(server: ScriptedServer
             await task
         record = await send_request(session, server.config("after", ok), plan(), 0.0)
     assert record.ok, record.error_detail
+
+
+# ---- event decoding: the template fast path must equal a full decode of every event ----
+
+
+def full_decode(payloads: list[bytes], chat: bool) -> tuple[int, bool, object, bool]:
+    """The reference: decode every event and apply the metric rules literally."""
+    events, finished, usage, done = 0, False, None, False
+    for payload in payloads:
+        if payload == b"[DONE]":
+            done = True
+            continue
+        decoded = orjson.loads(payload)
+        choices = decoded.get("choices")
+        if choices:
+            choice = choices[0]
+            if chat:
+                delta = choice.get("delta") or {}
+                text = (
+                    delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning")
+                )
+            else:
+                text = choice.get("text")
+            events += bool(text)
+            finished = finished or bool(choice.get("finish_reason"))
+        if decoded.get("usage"):
+            usage = decoded["usage"]
+    return events, finished, usage, done
+
+
+def tally(payloads: list[bytes], chat: bool, reads: list[int]) -> StreamState:
+    state = StreamState(chat)
+    bounds = sorted({0, len(payloads), *(r for r in reads if r < len(payloads))})
+    for a, b in itertools.pairwise(bounds):
+        state.add(payloads[a:b], a + 1.0)
+    return state
+
+
+TEXTS = st.one_of(st.sampled_from(["", "a", " b", '"', "\\", "é", "\n"]), st.text(max_size=4))
+
+
+@st.composite
+def token_streams(draw: st.DrawFn) -> tuple[list[bytes], bool]:
+    chat = draw(st.booleans())
+    spaced = draw(st.booleans())
+    separators = (", ", ": ") if spaced else (",", ":")
+    ascii_only = draw(st.booleans())
+    payloads = []
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.sampled_from(["text", "text", "text", "finish", "usage", "both", "extra"]))
+        text = draw(TEXTS)
+        finish = "length" if kind == "finish" else None
+        if chat:
+            delta = {"content": text}
+            if kind == "both":
+                delta["reasoning_content"] = draw(st.sampled_from(["", "r"]))
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        event = {"id": "x-1", "created": 5, "choices": [choice], "usage": None}
+        if kind == "usage":
+            event = {"id": "x-1", "choices": [], "usage": {"completion_tokens": 3}}
+        if kind == "extra":
+            event["choices"].append({"index": 1, "text": "y", "finish_reason": "stop"})
+        payloads.append(json.dumps(event, separators=separators, ensure_ascii=ascii_only).encode())
+    if draw(st.booleans()):
+        payloads.append(b"[DONE]")
+    return payloads, chat
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
+@given(case=token_streams(), reads=st.lists(st.integers(0, 14), max_size=5))
+def test_stream_state_equals_decoding_every_event(
+    case: tuple[list[bytes], bool], reads: list[int]
+) -> None:
+    payloads, chat = case
+    state = tally(payloads, chat, reads)
+    assert (state.events, state.finished, state.usage, bool(state.done_at)) == full_decode(
+        payloads, chat
+    )
+
+
+def test_template_is_learned_and_a_look_alike_event_is_decoded_in_full() -> None:
+    def payload(choices: str) -> bytes:
+        return b'{"id":"c","choices":[' + choices.encode() + b'],"usage":null}'
+
+    events = [payload('{"text":"a","finish_reason":null}') for _ in range(3)]
+    look_alike = payload('{"text":"b","finish_reason":"stop"},{"text":"c","finish_reason":null}')
+    state = StreamState(chat=False)
+    state.add(events, 1.0)
+    assert state._prefix == b'{"id":"c","choices":[{"text":'
+    state.add([look_alike], 2.0)
+    assert (state.events, state.finished, state.t_first, state.t_last) == (4, True, 1.0, 2.0)
+
+
+def test_template_slot_is_proved_to_be_the_text_field() -> None:
+    first = b'{"id":"text","x":"a","choices":[{"text":"a"}]}'
+    second = b'{"id":"text","x":"","choices":[{"text":"a"}]}'
+    state = StreamState(chat=False)
+    state.add([first, second], 1.0)
+    assert state.events == 2

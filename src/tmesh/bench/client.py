@@ -306,7 +306,7 @@ class _Exchange:
         self.status: int | None = None
         self.sse = False
         self.parser = SSEParser()
-        self.stream = _Stream(self.chat)
+        self.stream = StreamState(self.chat)
         self.error_body: list[bytes] = []
         self.error: str | None = None
         self.detail: str | None = None
@@ -443,11 +443,31 @@ class _Exchange:
         return record
 
 
-class _Stream:
-    """What the events of one stream said so far. `add` runs once per read, not per event, and
-    keeps per-event state in local variables."""
+class StreamState:
+    """What the events of one stream said so far: text events and when, finish, usage, `[DONE]`.
 
-    __slots__ = ("chat", "done_at", "events", "finished", "t_first", "t_last", "usage")
+    `add` runs once per read and keeps per-event state in local variables. Token streams repeat
+    one event shape with only the text changing, so after an event has been decoded in full its
+    bytes around the text's JSON string become a template: a later event that is the same prefix,
+    one JSON string and the same suffix has, by the grammar, every other field equal to the
+    template's, and only that string is decoded. The template is taken only from an event whose
+    one non-empty text field is that string and which has no finish reason, usage or error, and only
+    after re-decoding it with a marker string in the slot proved the slot is that field. Anything
+    else takes the full decode, so the result is exactly what decoding every event would give.
+    """
+
+    __slots__ = (
+        "_learned",
+        "_prefix",
+        "_suffix",
+        "chat",
+        "done_at",
+        "events",
+        "finished",
+        "t_first",
+        "t_last",
+        "usage",
+    )
 
     def __init__(self, chat: bool) -> None:
         self.chat = chat
@@ -457,47 +477,91 @@ class _Stream:
         self.t_first = 0.0
         self.t_last = 0.0
         self.usage: Any = None
+        self._prefix = b""
+        self._suffix = b""
+        self._learned = 0
 
     def add(self, payloads: list[bytes], now: float) -> None:
-        chat = self.chat
+        """Raises `_Failure` for an event that is not JSON, has no usable shape or is an error."""
         loads = orjson.loads
+        prefix = self._prefix
+        suffix = self._suffix
+        start = len(prefix)
         texts = 0
         for payload in payloads:
+            if prefix and payload.startswith(prefix) and payload.endswith(suffix):
+                try:
+                    text = loads(payload[start : len(payload) - len(suffix)])
+                except orjson.JSONDecodeError:
+                    text = None
+                if type(text) is str:
+                    if text:
+                        texts += 1
+                    continue
             if payload == b"[DONE]":
                 self.done_at = now
                 continue
-            try:
-                event = loads(payload)
-                if type(event) is not dict:
-                    raise TypeError("not a JSON object")
-                if "error" in event or event.get("object") == "error":
-                    raise _Failure("malformed", "error in stream: " + _text(payload))
-                choices = event.get("choices")
-                if choices:
-                    choice = choices[0]
-                    if chat:
-                        delta = choice.get("delta") or {}
-                        text = (
-                            delta.get("content")
-                            or delta.get("reasoning_content")
-                            or delta.get("reasoning")
-                        )
-                    else:
-                        text = choice.get("text")
-                    if text:
-                        texts += 1
-                    if choice.get("finish_reason"):
-                        self.finished = True
-                usage = event.get("usage")
-                if usage:
-                    self.usage = usage
-            except (orjson.JSONDecodeError, TypeError, AttributeError, KeyError) as exc:
-                raise _Failure("malformed", f"bad event ({exc}): {_text(payload)}") from exc
+            if self._decode(payload):
+                texts += 1
+                prefix = self._prefix
+                suffix = self._suffix
+                start = len(prefix)
         if texts:
             if not self.events:
                 self.t_first = now
             self.events += texts
             self.t_last = now
+
+    def _decode(self, payload: bytes) -> bool:
+        """Full decode of one event; returns whether it carried generated text."""
+        try:
+            event = orjson.loads(payload)
+            choices = event.get("choices")
+            if not choices:
+                if "error" in event or event.get("object") == "error":
+                    raise _Failure("malformed", "error in stream: " + _text(payload))
+                usage = event.get("usage")
+                if usage:
+                    self.usage = usage
+                return False
+            choice = choices[0]
+            holder = (choice.get("delta") or {}) if self.chat else choice
+            fields = _CHAT_TEXT if self.chat else _COMPLETION_TEXT
+            found = [name for name in fields if holder.get(name)]
+            usage = event.get("usage")
+            if usage:
+                self.usage = usage
+            if choice.get("finish_reason"):
+                self.finished = True
+            elif len(found) == 1 and not usage and self._learned < 4:
+                self._learn(payload, event, holder, found[0])
+            return bool(found)
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise _Failure("malformed", f"bad event ({exc}): {_text(payload)}") from exc
+
+    def _learn(self, payload: bytes, event: Any, holder: Any, name: str) -> None:
+        """At most a few times per stream: a shape that keeps changing is not worth learning."""
+        self._learned += 1
+        value = holder[name]
+        literal = orjson.dumps(value) if type(value) is str else b""
+        key = payload.find(b'"' + name.encode() + b'"')
+        at = payload.find(literal, key) if literal and key >= 0 else -1
+        if at < 0:
+            return
+        prefix, suffix = payload[:at], payload[at + len(literal) :]
+        holder[name] = "#"
+        expected = orjson.dumps(event)
+        holder[name] = value
+        try:
+            probe = orjson.dumps(orjson.loads(prefix + b'"#"' + suffix))
+        except orjson.JSONDecodeError:
+            probe = b""
+        if probe == expected:
+            self._prefix, self._suffix = prefix, suffix
+
+
+_COMPLETION_TEXT = ("text",)
+_CHAT_TEXT = ("content", "reasoning_content", "reasoning")
 
 
 def _text(raw: bytes) -> str:
@@ -533,7 +597,10 @@ class ChunkedDecoder:
                     if end - pos > 1024:
                         raise ValueError("chunk size line too long")
                     break
-                size = int(buffer[pos:eol].split(b";", 1)[0], 16)
+                try:
+                    size = int(buffer[pos:eol], 16)
+                except ValueError:
+                    size = int(buffer[pos:eol].split(b";", 1)[0], 16)
                 if size < 0:
                     raise ValueError("negative chunk size")
                 pos = eol + 2
@@ -542,7 +609,7 @@ class ChunkedDecoder:
                     continue
                 stop = pos + size
                 if stop + 2 <= end:
-                    if buffer[stop : stop + 2] != b"\r\n":
+                    if not buffer.startswith(b"\r\n", stop):
                         raise ValueError("chunk not followed by CRLF")
                     pieces.append(buffer[pos:stop])
                     pos = stop + 2

@@ -51,8 +51,13 @@ class SSEParser:
             self._buffer = buffer
             return []
         self._buffer = buffer[cut + 2 :]
-        payloads: list[bytes] = []
-        for block in buffer[:cut].split(b"\n\n"):
+        blocks = buffer[:cut].split(b"\n\n")
+        if buffer.count(b"\n", 0, cut) == 2 * len(blocks) - 2:
+            payloads = [block[6:] for block in blocks if block[:6] == _DATA_PREFIX]
+            if len(payloads) == len(blocks):
+                return payloads
+        payloads = []
+        for block in blocks:
             if block.startswith(_DATA_PREFIX) and b"\n" not in block:
                 payloads.append(block[6:])
             elif block:

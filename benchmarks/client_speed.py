@@ -1,0 +1,373 @@
+"""How fast and how accurately tmesh's streaming client drives a zero-latency OpenAI-style server.
+
+The server (`_sse_server.py`) runs in its own process, pinned to another CPU when there is one, so
+the client's CPU time is measured alone (`getrusage` of this process). Each run is a closed loop of
+N in-flight requests of 100-token streams (one token per event, then usage and `[DONE]`), after a
+warm-up that opens the connections. A minimal hand-written asyncio reader (keep-alive HTTP/1.1,
+orjson decode of every event) runs against the same server as the reference ceiling.
+
+Printed: requests/s, tokens/s, client CPU ms per request, achieved in-flight (time-weighted number
+of requests between t0 and t_end) against the requested number, the ratio to the raw reader, and
+TTFT error against an injected first-token delay (200 ms and 10 ms), split into the time the request
+took to reach the server ("send lag") and the time the first token took to be seen by the client
+("receive lag"), both against the server's own clock (CLOCK_MONOTONIC is shared by processes).
+
+Usage: python benchmarks/client_speed.py [--requests N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from tmesh.bench.client import ClientConfig, make_session, send_request
+from tmesh.bench.records import RequestPlan
+
+SERVER = Path(__file__).with_name("_sse_server.py")
+TOKENS = 100
+CLIENT_CPU = 0
+SERVER_CPU = 1
+
+# (index, t0, t_first, t_end, completion_tokens, ok) on the shared monotonic clock.
+Sample = tuple[int, float, float, float, int, bool]
+Sender = Callable[[int], Awaitable[Sample]]
+
+
+@dataclass
+class Run:
+    name: str
+    inflight: int
+    samples: list[Sample]
+    wall: float
+    cpu: float
+
+    @property
+    def requests(self) -> int:
+        return len(self.samples)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.samples if not s[5])
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.wall
+
+    @property
+    def token_rate(self) -> float:
+        return sum(s[4] for s in self.samples) / self.wall
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000.0 * self.cpu / self.requests
+
+    @property
+    def achieved(self) -> float:
+        """Time-weighted number of requests between t0 and t_end over the measured span."""
+        start = min(s[1] for s in self.samples)
+        end = max(s[3] for s in self.samples)
+        return sum(s[3] - s[1] for s in self.samples) / (end - start)
+
+
+@contextmanager
+def fake_server(delay_ms: float = 0.0, write: str = "batch", log: bool = False) -> Iterator[int]:
+    """Start `_sse_server.py` in its own process; yields its port."""
+    command = [sys.executable, str(SERVER), "--delay-ms", str(delay_ms), "--tokens", str(TOKENS)]
+    command += ["--write", write]
+    if log:
+        command.append("--log")
+    if (os.cpu_count() or 1) > 1:
+        command += ["--cpu", str(SERVER_CPU)]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        if len(line) != 2 or line[0] != "LISTENING":
+            raise RuntimeError(f"benchmark server did not start: {line}")
+        yield int(line[1])
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=10)
+
+
+def server_stats(port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def plans(n: int) -> list[RequestPlan]:
+    """Short prompts tagged `#<index> ` so the server can log timings per request."""
+    return [RequestPlan(i, 0, 0, 0, 0, f"#{i} ", "Say something.", 16) for i in range(n)]
+
+
+async def closed_loop(senders: Sequence[Sender], ids: range) -> list[Sample]:
+    """One worker per sender; each starts the next request as soon as its last one ended."""
+    pending = iter(ids)
+    samples: list[Sample] = []
+
+    async def worker(send: Sender) -> None:
+        for index in pending:
+            samples.append(await send(index))
+
+    await asyncio.gather(*(worker(send) for send in senders))
+    return samples
+
+
+async def measure(name: str, inflight: int, senders: Sequence[Sender], n: int) -> Run:
+    await closed_loop(senders, range(n, n + 3 * inflight))
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    samples = await closed_loop(senders, range(n))
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Run(name, inflight, samples, wall, cpu)
+
+
+async def run_tmesh(port: int, inflight: int, n: int) -> Run:
+    config = ClientConfig(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api="completions",
+        model="bench",
+        headers={},
+        max_tokens=TOKENS,
+        request_timeout=30.0,
+    )
+    requests = plans(n + 3 * inflight)
+    async with make_session(inflight) as session:
+
+        async def send(index: int) -> Sample:
+            r = await send_request(session, config, requests[index], 0.0)
+            return (index, r.t0, r.t_first or 0.0, r.t_end or 0.0, r.completion_tokens, r.ok)
+
+        return await measure("tmesh client", inflight, [send] * inflight, n)
+
+
+class RawReader:
+    """The reference ceiling: one keep-alive connection, hand-written HTTP/1.1, chunked decoding
+    and SSE splitting with bytes methods, orjson decode of every event. No error handling."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawReader:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def send(self, index: int) -> Sample:
+        body = orjson.dumps(
+            {
+                "model": "bench",
+                "prompt": f"#{index} Say something.",
+                "max_tokens": TOKENS,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        )
+        request = (
+            b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        t0 = time.monotonic()
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        ok = b" 200 " in head[:13]
+        buffer = sse = b""
+        t_first = t_end = 0.0
+        tokens = 0
+        done = False
+        while not done:
+            data = await self.reader.read(262144)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            now = time.monotonic()
+            buffer = buffer + data if buffer else data
+            pieces = []
+            pos = 0
+            while True:
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                size = int(buffer[pos:eol], 16)
+                if size == 0:
+                    done = len(buffer) >= eol + 4
+                    pos = eol + 4 if done else pos
+                    break
+                stop = eol + 2 + size
+                if len(buffer) < stop + 2:
+                    break
+                pieces.append(buffer[eol + 2 : stop])
+                pos = stop + 2
+            buffer = buffer[pos:]
+            sse += b"".join(pieces)
+            cut = sse.rfind(b"\n\n")
+            if cut < 0:
+                continue
+            for block in sse[:cut].split(b"\n\n"):
+                payload = block[6:]
+                if payload == b"[DONE]":
+                    t_end = now
+                    continue
+                event = orjson.loads(payload)
+                choices = event["choices"]
+                if choices and choices[0]["text"]:
+                    tokens += 1
+                    t_first = t_first or now
+            sse = sse[cut + 2 :]
+        return (index, t0, t_first, t_end or time.monotonic(), tokens, ok and tokens == TOKENS)
+
+
+async def run_raw(port: int, inflight: int, n: int) -> Run:
+    readers = [await RawReader.open(port) for _ in range(inflight)]
+    try:
+        return await measure("raw asyncio reader", inflight, [r.send for r in readers], n)
+    finally:
+        for reader in readers:
+            reader.writer.close()
+
+
+def pin_client() -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {CLIENT_CPU})
+
+
+def mean_p99(values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return f"{statistics.fmean(values):+7.2f} / {p99:+7.2f}"
+
+
+@dataclass
+class Accuracy:
+    delay_ms: float
+    inflight: int
+    run: Run
+    ttft_error: list[float]
+    send_lag: list[float]
+    receive_lag: list[float]
+    server_inflight: float
+
+
+async def ttft_accuracy(delay_ms: float, inflight: int, n: int) -> Accuracy:
+    with fake_server(delay_ms=delay_ms, write="each", log=True) as port:
+        run = await run_tmesh(port, inflight, n)
+        stats = await asyncio.to_thread(server_stats, port)
+    server = {int(t[0]): t[1:] for t in stats["timings"]}
+    errors, send, receive = [], [], []
+    for index, t0, t_first, _, _, ok in run.samples:
+        if not ok or index not in server:
+            continue
+        arrived, first_write, _ = server[index]
+        errors.append(1000 * (t_first - t0 - delay_ms / 1000))
+        send.append(1000 * (arrived - t0))
+        receive.append(1000 * (t_first - first_write))
+    return Accuracy(delay_ms, inflight, run, errors, send, receive, stats["inflight_mean"])
+
+
+def print_throughput(runs: list[tuple[str, Run]]) -> None:
+    print(
+        f"{'client':<20} {'server writes':<14} {'in-flight':>9} {'requests':>8} {'req/s':>7} "
+        f"{'tok/s':>9} {'CPU ms/req':>10} {'req/CPU-s':>9} {'achieved in-flight':>20} {'errors':>6}"
+    )
+    for write, run in runs:
+        achieved = f"{run.achieved:6.1f} ({100 * run.achieved / run.inflight:5.1f}%)"
+        print(
+            f"{run.name:<20} {write:<14} {run.inflight:>9} {run.requests:>8} {run.rate:>7,.0f} "
+            f"{run.token_rate:>9,.0f} {run.cpu_ms:>10.3f} {1000 / run.cpu_ms:>9,.0f} "
+            f"{achieved:>20} {run.errors:>6}"
+        )
+
+
+def print_ratios(runs: list[tuple[str, Run]]) -> None:
+    raw = {(w, r.inflight): r for w, r in runs if r.name.startswith("raw")}
+    for write, run in runs:
+        ref = raw.get((write, run.inflight))
+        if run.name.startswith("tmesh") and ref is not None:
+            print(
+                f"tmesh / raw reader at {run.inflight:>3} in flight ({write} writes): "
+                f"{ref.cpu_ms / run.cpu_ms:.2f}x per CPU-second, {run.rate / ref.rate:.2f}x req/s"
+            )
+
+
+def print_accuracy(results: list[Accuracy]) -> None:
+    print(
+        f"{'first-token delay':>17} {'in-flight':>9} {'requests':>8} {'req/s':>7} "
+        f"{'TTFT error ms':>17} {'send lag ms':>17} {'receive lag ms':>17} {'server in-flight':>16}"
+    )
+    print(
+        f"{'':>17} {'':>9} {'':>8} {'':>7} {'mean / p99':>17} {'mean / p99':>17} {'mean / p99':>17}"
+    )
+    for a in results:
+        print(
+            f"{a.delay_ms:>14.0f} ms {a.inflight:>9} {len(a.ttft_error):>8} {a.run.rate:>7,.0f} "
+            f"{mean_p99(a.ttft_error):>17} {mean_p99(a.send_lag):>17} "
+            f"{mean_p99(a.receive_lag):>17} {a.server_inflight:>16.1f}"
+        )
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+async def main_async(n: int, quick: bool) -> None:
+    pin_client()
+    print(
+        f"tmesh client speed: {TOKENS}-token streams, one token per event; Python "
+        f"{platform.python_version()}, aiohttp {aiohttp.__version__}, orjson {orjson.__version__}, "
+        f"{os.cpu_count()} CPUs (client on CPU {CLIENT_CPU}, server on CPU {SERVER_CPU}), "
+        f"load average {load_average()}",
+        flush=True,
+    )
+    runs: list[tuple[str, Run]] = []
+    modes = [("batch", (20, 100))] if quick else [("batch", (20, 100)), ("each", (100,))]
+    for write, levels in modes:
+        with fake_server(write=write) as port:
+            for inflight in levels:
+                runs.append((write, await run_raw(port, inflight, n)))
+                runs.append((write, await run_tmesh(port, inflight, n)))
+    print("\nThroughput against a zero-latency server")
+    print_throughput(runs)
+    print_ratios(runs)
+    scale = 0.5 if quick else 1.0
+    cases = [(200.0, 20, int(400 * scale)), (10.0, 20, int(4000 * scale))]
+    cases.append((10.0, 100, int(6000 * scale)))
+    accuracy = [await ttft_accuracy(delay, inflight, count) for delay, inflight, count in cases]
+    print(
+        "\nTTFT accuracy (server writes the first token after the delay, then one write per event)"
+    )
+    print_accuracy(accuracy)
+    print(f"\nload average at the end: {load_average()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=10000, help="requests per throughput run")
+    parser.add_argument("--quick", action="store_true", help="fewer runs, for a smoke test")
+    args = parser.parse_args()
+    if args.requests < 100:
+        parser.error("--requests must be at least 100")
+    asyncio.run(main_async(args.requests, args.quick))
+
+
+if __name__ == "__main__":
+    main()
