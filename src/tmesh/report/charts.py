@@ -49,6 +49,10 @@ WIDTH, HEIGHT = 10.5, 3.8
 MARGINS = (0.95, 0.2, 0.6, 0.45)
 MAX_BOXES = 30
 LOG_SPREAD = 8.0
+LEGEND_CHARS = 120
+CDF_POINTS = 2000
+MAX_MARKED = 60
+WARMUP_LABEL_SHARE = 0.06
 P = ParamSpec("P")
 
 
@@ -101,7 +105,6 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
     if unit == "s":
         scale, unit = _time_unit(np.concatenate(series) if series else np.array([]))
     fig, ax = _figure()
-    _shade_warmup(ax, warmup)
     for line, values in zip(lines, series, strict=True):
         ax.plot(
             line.x,
@@ -112,13 +115,14 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
             alpha=line.alpha,
             linestyle=(0, (4, 2)) if line.dashed else "-",
             drawstyle="steps-pre" if line.steps else "default",
-            marker="o" if line.markers else None,
+            marker="o" if line.markers and len(line.x) <= MAX_MARKED else None,
             markersize=3,
             solid_joinstyle="round",
         )
     ax.set_xlabel("elapsed time (s)")
     ax.set_ylabel(f"{quantity} ({unit})" if unit and not percent else quantity)
     ax.set_xlim(left=0)
+    _shade_warmup(ax, warmup)
     if percent:
         ax.set_ylim(0, 105)
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -167,9 +171,13 @@ def cumulative(name: str, groups: list[Distribution]) -> str:
     fig, ax = _figure()
     for group in groups:
         ordered = np.sort(group.values) * scale
-        if len(ordered):
-            share = np.arange(1, len(ordered) + 1) / len(ordered)
-            ax.step(ordered, share, where="post", color=group.color, label=group.label, lw=1.8)
+        if not len(ordered):
+            continue
+        share = np.arange(1, len(ordered) + 1) / len(ordered)
+        if len(ordered) > CDF_POINTS:
+            share = np.linspace(share[0], 1.0, CDF_POINTS)
+            ordered = np.quantile(ordered, share, method="inverted_cdf")
+        ax.step(ordered, share, where="post", color=group.color, label=group.label, lw=1.8)
     if len(values) and _bins(values * scale)[1]:
         _log_x(ax)
     ax.set_ylim(0, 1.02)
@@ -185,25 +193,33 @@ def cumulative(name: str, groups: list[Distribution]) -> str:
 def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.ndarray) -> str:
     """TTFT per context rotation, first visits and revisits as separate boxes.
 
-    Whiskers span the 5th to 95th percentile. Long runs are grouped into at most `MAX_BOXES`
-    spans of rotations so the boxes stay readable.
+    Whiskers span the 5th to 95th percentile. Rotation 0 (the cold pass) always has its own box;
+    long runs group the later rotations into at most `MAX_BOXES` spans so boxes stay readable.
+    Where both kinds share a position their boxes sit side by side.
     """
     defined = ~np.isnan(ttft)
     rotation, visit, ttft = rotation[defined].astype(int), visit[defined], ttft[defined]
     scale, unit = _time_unit(ttft)
-    span = max(1, math.ceil((int(rotation.max()) + 1) / MAX_BOXES)) if len(rotation) else 1
-    group = rotation // span
+    last = int(rotation.max()) if len(rotation) else 0
+    span = max(1, math.ceil(last / MAX_BOXES))
+    group = np.where(rotation == 0, 0, (rotation - 1) // span + 1)
+    kinds = [
+        (kind, color, chosen)
+        for kind, color, chosen in (
+            ("first visit", COLD, visit == 0),
+            ("revisit", WARM, visit > 0),
+        )
+        if chosen.any()
+    ]
+    shared = set(np.unique(group[visit == 0])) & set(np.unique(group[visit > 0]))
     fig, ax = _figure()
-    labels = []
-    for kind, color, selected in (("first visit", COLD, visit == 0), ("revisit", WARM, visit > 0)):
-        positions = np.unique(group[selected])
-        if not len(positions):
-            continue
-        data = [ttft[selected & (group == g)] * scale for g in positions]
+    for index, (_kind, color, chosen) in enumerate(kinds):
+        positions = np.unique(group[chosen])
+        offsets = [(index - 0.5) * 0.4 if g in shared else 0.0 for g in positions]
         ax.boxplot(
-            data,
-            positions=positions,
-            widths=0.6,
+            [ttft[chosen & (group == g)] * scale for g in positions],
+            positions=positions + np.array(offsets),
+            widths=[0.35 if g in shared else 0.6 for g in positions],
             whis=(5, 95),
             showfliers=False,
             patch_artist=True,
@@ -213,21 +229,26 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
             capprops={"color": color},
             manage_ticks=False,
         )
-        labels.append((kind, color))
     ax.set_xlabel("context rotation" if span == 1 else f"context rotation (groups of {span})")
     ax.set_ylabel(f"TTFT ({unit})")
     ax.set_ylim(bottom=0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _rotation_label(v, span)))
     ax.xaxis.get_major_locator().set_params(integer=True)
-    for kind, color in labels:
+    for kind, color, _chosen in kinds:
         ax.plot([], [], color=color, linewidth=8, label=kind)
-    _legend(ax, len(labels))
+    _legend(ax, len(kinds))
     return _svg(fig, name)
 
 
 def _rotation_label(value: float, span: int) -> str:
-    first = round(value) * span
-    return str(first) if span == 1 else f"{first}-{first + span - 1}"
+    """Tick label of a box position: 0 is the cold pass, g >= 1 the span of rotations it holds."""
+    position = round(value)
+    if position < 0:
+        return ""
+    if span == 1 or position == 0:
+        return str(position)
+    first = (position - 1) * span + 1
+    return f"{first}-{first + span - 1}"
 
 
 def _figure() -> tuple[Figure, Axes]:
@@ -294,9 +315,12 @@ def _percentile_markers(ax: Axes, markers: dict[str, float | None], scale: float
 
 
 def _shade_warmup(ax: Axes, warmup: float) -> None:
+    """Shade the warm-up; label it only where the label fits inside the shaded band."""
     if warmup <= 0:
         return
     ax.axvspan(0, warmup, color=SHADE, zorder=0, linewidth=0)
+    if warmup < WARMUP_LABEL_SHARE * ax.get_xlim()[1]:
+        return
     ax.annotate(
         "warm-up",
         (warmup / 2, 0),

@@ -149,7 +149,8 @@ def _workload_table(comparison: Comparison) -> str:
     )
 
 
-_PER_RUN = {"Run folder", "Command", "Endpoint", "tmesh version"}
+_PER_RUN = {"Run folder", "Command", "Endpoint", "tmesh version", "Token counts"}
+"""Rows that differ between any two runs without making their workloads differ."""
 
 
 def _charts(comparison: Comparison) -> list[str]:
@@ -188,8 +189,8 @@ def _charts(comparison: Comparison) -> list[str]:
         panels.append(
             chart_panel(
                 "Server cache hit rate over time",
-                "Prefix-cache hit rates scraped from each server's /metrics "
-                "(solid: GPU, dashed: offloaded tier).",
+                "Prefix-cache hit rates scraped from each server's /metrics. Solid: the GPU "
+                "cache; dashed: the offload tier, as a share of what the GPU cache missed.",
                 charts.line_chart("compare-cache", cache, "hit rate", "%", warmup),
             )
         )

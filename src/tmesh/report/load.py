@@ -7,6 +7,7 @@ damage, repaired here once so every renderer downstream can trust what it gets.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import types
@@ -283,34 +284,38 @@ def build_record(cls: type[T], data: Any) -> T:
     """
     if not isinstance(data, dict):
         raise RecordShapeError(f"{cls.__name__} must be a JSON object")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for spec in fields(cls):
-        if spec.name in data:
-            kwargs[spec.name] = _convert(hints[spec.name], data[spec.name], spec.name)
+    kwargs = {
+        name: _convert(options, data[name], name) for name, options in _schema(cls) if name in data
+    }
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        missing = [spec.name for spec in fields(cls) if spec.name not in data]
+        missing = [name for name, _ in _schema(cls) if name not in data]
         raise RecordShapeError(f"{cls.__name__} lacks {', '.join(missing) or exc}") from None
 
 
-def _convert(hint: Any, value: Any, name: str) -> Any:
-    options = _union_members(hint)
+@functools.cache
+def _schema(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    """Each field's name and the types it may hold, resolved once per class (it is costly)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((spec.name, _union_members(hints[spec.name])) for spec in fields(cls))
+
+
+def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
     if value is None:
         if type(None) in options:
             return None
         raise RecordShapeError(f"{name} is null")
     for option in options:
-        if is_dataclass(option):
+        if option is float or option is int:
+            if _is_number(value) and (option is float or float(value).is_integer()):
+                return option(value)
+        elif option is str or option is bool:
+            if isinstance(value, option):
+                return value
+        elif is_dataclass(option):
             return build_record(option, value)
-        if option is float and _is_number(value):
-            return float(value)
-        if option is int and _is_number(value) and float(value).is_integer():
-            return int(value)
-        if option in (str, bool) and isinstance(value, option):
-            return value
-        if typing.get_origin(option) is dict and isinstance(value, dict):
+        elif typing.get_origin(option) is dict and isinstance(value, dict):
             return value
     raise RecordShapeError(f"{name} has an unexpected value {value!r:.40}")
 

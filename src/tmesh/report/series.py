@@ -13,7 +13,7 @@ from tmesh.report.load import Run
 
 SERVER_RATES = {
     "gpu_hit_rate": "GPU prefix-cache hit rate",
-    "external_hit_rate": "offload tier hit rate (of GPU misses)",
+    "external_hit_rate": "offload-tier hit rate",
     "lmcache_hit_rate": "LMCache hit rate",
     "sglang_cache_hit_rate": "SGLang cache hit rate",
     "kv_usage_perc": "GPU KV cache in use",
