@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import types
 import typing
@@ -41,33 +42,20 @@ class RecordShapeError(ValueError):
 
 @dataclass
 class RequestColumns:
-    """Per-request values the charts and the fallback aggregates need, one numpy array each.
+    """What the charts need of each successful request, one numpy array per field.
 
-    Only successful requests are kept column-wise (NaN where a metric is undefined, e.g. ITL of a
-    one-token answer); failures keep only when they ended and their kind, for error counts.
+    Arrays rather than records so a run of millions of requests costs tens of bytes per request;
+    TTFT is NaN where a request produced no token before finishing.
     """
 
-    t_end: np.ndarray
     ttft: np.ndarray
-    itl: np.ndarray
-    e2e: np.ndarray
-    prefill_throughput: np.ndarray
-    decode_throughput: np.ndarray
-    prompt_tokens: np.ndarray
-    completion_tokens: np.ndarray
-    cached_tokens: np.ndarray
     visit: np.ndarray
     rotation: np.ndarray
-    failed_t_end: np.ndarray
-    failed_kind: np.ndarray
+    failed: int = 0
 
     @property
     def ok_count(self) -> int:
-        return len(self.t_end)
-
-    @property
-    def failed_count(self) -> int:
-        return len(self.failed_kind)
+        return len(self.ttft)
 
 
 @dataclass
@@ -193,60 +181,25 @@ def _request_files(root: Path) -> list[Path]:
 
 
 def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> RequestColumns:
-    ok: dict[str, array] = {name: array("d") for name in _OK_COLUMNS}
-    failed_t_end = array("d")
-    failed_kind: list[str] = []
+    ttft, visit, rotation = array("d"), array("q"), array("q")
+    failed = 0
     for path in _request_files(root):
         for record in _read_jsonl(path, RequestRecord, notes):
             if replay is not None:
                 replay.add(record)
-            if record.ok:
-                _append_ok(ok, record)
-            else:
-                failed_t_end.append(_end_time(record))
-                failed_kind.append(str(record.error))
-    columns = {name: np.frombuffer(values, dtype=np.float64) for name, values in ok.items()}
+            if not record.ok:
+                failed += 1
+                continue
+            first_token = record.ttft
+            ttft.append(math.nan if first_token is None else first_token)
+            visit.append(record.visit)
+            rotation.append(record.rotation)
     return RequestColumns(
-        **columns,
-        failed_t_end=np.frombuffer(failed_t_end, np.float64),
-        failed_kind=np.array(failed_kind, dtype=object),
+        np.frombuffer(ttft, np.float64),
+        np.frombuffer(visit, np.int64),
+        np.frombuffer(rotation, np.int64),
+        failed,
     )
-
-
-_OK_COLUMNS = (
-    "t_end",
-    "ttft",
-    "itl",
-    "e2e",
-    "prefill_throughput",
-    "decode_throughput",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "visit",
-    "rotation",
-)
-
-
-def _append_ok(columns: dict[str, array], record: RequestRecord) -> None:
-    nan = float("nan")
-    values = {
-        "t_end": _end_time(record),
-        "cached_tokens": nan if record.cached_tokens is None else record.cached_tokens,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "visit": record.visit,
-        "rotation": record.rotation,
-    }
-    for name in ("ttft", "itl", "e2e", "prefill_throughput", "decode_throughput"):
-        value = getattr(record, name)
-        values[name] = nan if value is None else value
-    for name, value in values.items():
-        columns[name].append(float(value))
-
-
-def _end_time(record: RequestRecord) -> float:
-    return record.t_end if record.t_end is not None else record.t0
 
 
 def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:
