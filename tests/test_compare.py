@@ -8,9 +8,10 @@ import json
 import math
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from fixtures.runs.pages import tagged
+from fixtures.runs.pages import exact, tagged
 from fixtures.runs.synthetic import RunShape, summary_value, write_run
 
 from tmesh.bench.records import IntervalSnapshot, WindowStats
@@ -146,7 +147,7 @@ def test_compare_page_shows_each_runs_summary_and_ratios(runs: dict[str, Run]) -
         which = seen.get(key, 0)
         seen[key] = which + 1
         expected = summary_value(summaries[which], key)
-        assert float(attrs["data-value"]) == expected, key
+        assert exact(attrs) == expected, key
         assert text == format_value(expected, BY_KEY[key].unit)
     assert set(seen.values()) == {2}
     assert ratios >= 30
@@ -170,3 +171,14 @@ def test_compare_formats_carry_the_same_numbers(runs: dict[str, Run]) -> None:
     markdown = formats.compare_markdown(comparison)
     assert comparison.verdict in markdown
     assert f"| QPS | higher | {format_value(runs['gpu'].summary.qps, 'req/s')} |" in markdown
+
+
+def test_a_run_without_successes_is_named_not_divided_by(
+    runs: dict[str, Run], tmp_path: Path
+) -> None:
+    empty = load_run(write_run(tmp_path / "empty", RunShape(seconds=0.05)))
+    comparison = compare_runs([empty, runs["gpu-twin"]])
+    assert comparison.row("qps").cells[1].ratio is None
+    assert comparison.verdict.startswith(
+        "B and A cannot be compared on QPS and mean TTFT: one of them has no successful request."
+    )

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fixtures.runs.pages import tagged
+from fixtures.runs.pages import exact, tagged
 from fixtures.runs.synthetic import RunShape, summary_value, write_run
 
 from tmesh.report import formats
@@ -55,7 +55,7 @@ def test_every_figure_on_the_page_equals_summary_json(page: str, summary: dict) 
             assert int(attrs["data-value"]) == summary["overall"]["errors"][key[7:]]
             continue
         expected = summary_value(summary, key)
-        assert float(attrs["data-value"]) == expected, key
+        assert exact(attrs) == expected, key
         assert text == format_value(expected, BY_KEY[key].unit), key
         checked += 1
     assert checked >= 60
@@ -124,7 +124,7 @@ def test_interrupted_run_report_says_so(tmp_path: Path) -> None:
     assert "ignored a truncated last line" in page
     assert "stopped: interrupted" in page
     run = load_run(folder)
-    shown = {attrs["data-key"]: float(attrs["data-value"]) for attrs, _ in tagged(page)}
+    shown = {attrs["data-key"]: exact(attrs) for attrs, _ in tagged(page)}
     assert shown["qps"] == run.summary.qps
     assert shown["ttft.p99"] == run.summary.overall.ttft.p99
 
@@ -155,3 +155,13 @@ def test_markdown_format_shows_the_formatted_headline(folder: Path, summary: dic
     assert row in text
     assert format_value(summary["qps"], "req/s") in text
     assert "`timeout`" in text
+
+
+def test_run_where_nothing_finished_still_reports(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "empty", RunShape(seconds=0.05))
+    assert json.loads((folder / "summary.json").read_text())["total_requests"] == 0
+    page = render_report(load_run(folder))
+    assert "<svg" not in page
+    shown = {attrs["data-key"]: text for attrs, text in tagged(page)}
+    assert shown["qps"] == "0.00 req/s"
+    assert shown["ttft.mean"] == shown["error_rate"] == "—"

@@ -1,10 +1,11 @@
-"""Two real runs against the simulated engine, then report and compare them.
+"""Real runs against the simulated engine, then report and compare them.
 
 `tmesh-cli simulate` serves a `gpu-only` and a `cpu-offload` engine, shrunk so eight contexts of
 2,000 tokens overflow the GPU cache (revisits miss) but fit the CPU tier (revisits load instead
 of recomputing); `tmesh-cli benchmark --report` runs against each over loopback. The comparison
 must find offload faster on both headline numbers, beyond the runs' own noise, and every figure
-the pages show must be the one `summary.json` holds.
+the pages show must be the one `summary.json` holds. A third run is stopped with Ctrl-C (SIGINT)
+after its first progress block, and must still report.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ import asyncio
 import contextlib
 import json
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fixtures.runs.pages import tagged
+from fixtures.runs.pages import exact, tagged
 from fixtures.runs.synthetic import summary_value
 
 from tmesh.report.compare import compare_runs
 from tmesh.report.compare_html import render_compare
+from tmesh.report.html import render_report
 from tmesh.report.load import load_run
 
 CLI = (sys.executable, "-c", "import sys; from tmesh.cli import main; sys.exit(main())")
@@ -77,20 +80,46 @@ async def benchmark(profile: str, folder: Path) -> None:
         assert process.returncode == 0, err.decode()[-2000:]
 
 
+async def interrupted(folder: Path) -> None:
+    """A run without an end, stopped by SIGINT once it printed its first progress block."""
+    async with simulator("gpu-only") as url:
+        process = await asyncio.create_subprocess_exec(
+            *CLI,
+            "benchmark",
+            "--endpoint",
+            url,
+            *(arg for arg in WORKLOAD if arg not in ("--duration", "5", "--quiet", "--report")),
+            "--output-dir",
+            str(folder),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        async for line in process.stdout:
+            if line.startswith(b"Elapsed Time"):
+                break
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
+        assert process.returncode == 0
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sim-runs")
     runs = {profile: root / profile for profile in PROFILES}
+    runs["interrupted"] = root / "interrupted"
 
-    async def both() -> None:
-        await asyncio.gather(*(benchmark(profile, folder) for profile, folder in runs.items()))
+    async def all_runs() -> None:
+        await asyncio.gather(
+            *(benchmark(profile, runs[profile]) for profile in PROFILES),
+            interrupted(runs["interrupted"]),
+        )
 
-    asyncio.run(both())
+    asyncio.run(all_runs())
     return runs
 
 
 def test_benchmark_report_flag_writes_a_report_equal_to_summary(folders: dict[str, Path]) -> None:
-    for folder in folders.values():
+    for folder in (folders[profile] for profile in PROFILES):
         summary = json.loads((folder / "summary.json").read_text())
         assert summary["total_requests"] > 20
         page = (folder / "report.html").read_text()
@@ -99,7 +128,7 @@ def test_benchmark_report_flag_writes_a_report_equal_to_summary(folders: dict[st
         for attrs, _ in figures:
             key = attrs["data-key"]
             if not key.startswith("errors."):
-                assert float(attrs["data-value"]) == summary_value(summary, key), key
+                assert exact(attrs) == summary_value(summary, key), key
         assert len(re.findall(r'<svg [^>]*class="chart"', page)) == 6
 
 
@@ -116,3 +145,16 @@ def test_offload_wins_the_comparison(folders: dict[str, Path]) -> None:
     page = render_compare(comparison)
     assert len(re.findall(r'<svg [^>]*class="chart"', page)) == 4
     assert "Server cache hit rate over time" in page
+
+
+def test_run_stopped_with_ctrl_c_reports(folders: dict[str, Path]) -> None:
+    run = load_run(folders["interrupted"])
+    summary = json.loads((folders["interrupted"] / "summary.json").read_text())
+    assert summary["stop_reason"] != "duration"
+    assert run.summary.total_requests == summary["total_requests"] > 0
+    page = render_report(run)
+    assert f"stopped: {summary['stop_reason']}" in page
+    for attrs, _ in tagged(page):
+        key = attrs["data-key"]
+        if not key.startswith("errors."):
+            assert exact(attrs) == summary_value(summary, key), key

@@ -115,8 +115,8 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
             alpha=line.alpha,
             linestyle=(0, (4, 2)) if line.dashed else "-",
             drawstyle="steps-pre" if line.steps else "default",
-            marker="o" if line.markers and len(line.x) <= MAX_MARKED else None,
-            markersize=3,
+            marker="o" if _marked(line, values) else None,
+            markersize=3 if line.markers else 5,
             solid_joinstyle="round",
         )
     ax.set_xlabel("elapsed time (s)")
@@ -159,6 +159,7 @@ def histogram(
         _percentile_markers(ax, markers, scale)
     ax.set_xlabel(f"TTFT ({unit})")
     ax.set_ylabel("requests")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     _legend(ax, len(groups))
     return _svg(fig, name)
 
@@ -238,6 +239,12 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
         ax.plot([], [], color=color, linewidth=8, label=kind)
     _legend(ax, len(kinds))
     return _svg(fig, name)
+
+
+def _marked(line: Line, values: np.ndarray) -> bool:
+    """Dots on sampled gauges of short runs, and on any line with one point (else invisible)."""
+    points = int(np.isfinite(values).sum())
+    return points == 1 or (line.markers and points <= MAX_MARKED)
 
 
 def _rotation_label(value: float, span: int) -> str:

@@ -207,6 +207,11 @@ def verdict(comparison: Comparison) -> str:
 
 
 def _headline(first: str, other: str, qps: Cell, ttft: Cell) -> str:
+    if qps.ratio is None or ttft.ratio is None:
+        return (
+            f"{other} and {first} cannot be compared on QPS and mean TTFT: one of them has no "
+            "successful request."
+        )
     served = (
         f"{other} served {format_ratio(qps.ratio)} the QPS of {first}"
         if qps.significant is not False
