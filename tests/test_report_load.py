@@ -104,6 +104,7 @@ def test_damaged_lines_in_the_middle_are_counted(complete: Path, tmp_path: Path)
     (folder / "requests.jsonl").write_text("\n".join(lines) + "\n")
     run = load_run(folder)
     assert "requests.jsonl: ignored 2 damaged line(s)" in run.notes
+    assert any(note.startswith("the request files hold ") for note in run.notes)
     assert run.requests.ok_count + run.requests.failed == len(lines) - 2
 
 

@@ -135,9 +135,7 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
 
 
 @_styled
-def histogram(
-    name: str, groups: list[Distribution], markers: dict[str, float | None], stacked: bool = True
-) -> str:
+def histogram(name: str, groups: list[Distribution], markers: dict[str, float | None]) -> str:
     """Counts per TTFT bin, log-spaced when the spread is wide, with percentile markers."""
     values = np.concatenate([g.values for g in groups]) if groups else np.array([])
     scale, unit = _time_unit(values)
@@ -147,11 +145,11 @@ def histogram(
         ax.hist(
             [g.values * scale for g in groups],
             bins=bins,
-            stacked=stacked,
-            histtype="stepfilled" if stacked else "step",
+            stacked=True,
+            histtype="stepfilled",
             color=[g.color for g in groups],
             label=[f"{g.label} ({len(g.values):,})" for g in groups],
-            linewidth=0 if stacked else 1.8,
+            linewidth=0,
             alpha=0.9,
         )
         if log:

@@ -27,7 +27,7 @@ from tmesh.report.replay import Replay
 
 T = TypeVar("T")
 
-CONFIG, SUMMARY, INTERVALS, REQUESTS = "config.json", "summary.json", "intervals.jsonl", "requests"
+CONFIG, SUMMARY, INTERVALS = "config.json", "summary.json", "intervals.jsonl"
 RECOMPUTED = "recomputed from requests.jsonl"
 _ROTATED = re.compile(r"^requests(?:\.(\d+))?\.jsonl$")
 
@@ -103,6 +103,7 @@ def load_run(path: Path | str) -> Run:
         summary = replay.summary(intervals)
         summary_source = RECOMPUTED
         notes.append(f"{problem}; the figures were recomputed from requests.jsonl")
+    notes.extend(_count_mismatch(summary, requests))
     if not intervals:
         intervals = replay.finish()
         intervals_source = RECOMPUTED
@@ -111,6 +112,20 @@ def load_run(path: Path | str) -> Run:
     return Run(
         root, config, spec, summary, summary_source, intervals, intervals_source, requests, notes
     )
+
+
+def _count_mismatch(summary: RunSummary, requests: RequestColumns) -> list[str]:
+    """Say so when the request files hold other requests than the summary counted (files
+    copied in part, or lines lost), since the per-request charts then show a different set."""
+    written = (requests.ok_count, requests.failed)
+    counted = (summary.total_requests, summary.failed_requests)
+    if written == counted:
+        return []
+    return [
+        f"the request files hold {written[0]:,} successful and {written[1]:,} failed requests, "
+        f"{SUMMARY} counts {counted[0]:,} and {counted[1]:,}; the per-request charts show the "
+        "former"
+    ]
 
 
 def _check_folder(root: Path) -> None:
