@@ -5,13 +5,16 @@ protocol: the HTTP request is split by hand, every response is pre-rendered byte
 completion chunks, one token per event, each event its own HTTP chunk, then the usage chunk and
 `[DONE]`), and the only per-request work is a few `transport.write` calls.
 
-With `--delay-ms` the first token is written that long after the request arrived and the rest right
-after it. With `--log` the server keeps, per request id (`#<n> ` at the start of the prompt), the
-arrival time, the first-token write time and the last write time on the system-wide monotonic
-clock, which the client process shares; `GET /stats` returns and clears them.
+With `--delay-ms` the first token is written that long after the request arrived, and the rest
+right after it or, with `--itl-ms`, one event every that many milliseconds (a shared ticker writes
+the next event of every paced stream). With `--log` the server keeps, per request id (`#<n> ` at
+the start of the prompt), the arrival time, the first-token write time and the last write time on
+the system-wide monotonic clock, which the client process shares; `GET /stats` returns and clears
+them.
 
-Usage: python benchmarks/_sse_server.py [--delay-ms MS] [--tokens N] [--write batch|each]
-[--cpu K] [--log]; prints `LISTENING <port>` once ready and serves until stdin closes.
+Usage: python benchmarks/_sse_server.py [--delay-ms MS] [--itl-ms MS] [--tokens N]
+[--write batch|each] [--cpu K] [--log]; prints `LISTENING <port>` once ready and serves until stdin
+closes.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 import re
 import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -85,8 +89,9 @@ def render_events(tokens: int) -> list[bytes]:
 class Server:
     """Settings and shared state: the rendered body, the timing log and the in-flight integral."""
 
-    def __init__(self, delay: float, tokens: int, each: bool, log: bool) -> None:
+    def __init__(self, delay: float, itl: float, tokens: int, each: bool, log: bool) -> None:
         self.delay = delay
+        self.itl = itl
         self.each = each
         self.log = log
         events = render_events(tokens)
@@ -94,10 +99,32 @@ class Server:
         self.rest = events[1:]
         self.rest_joined = b"".join(self.rest)
         self.timings: list[list[float]] = []
+        self.paced: list[tuple[Any, ...]] = []
+        self.ticker: asyncio.TimerHandle | None = None
         self.active = 0
         self.busy = 0.0
         self.changed = time.monotonic()
         self.started = self.changed
+
+    def pace(self, conn: Connection, *stream: Any) -> None:
+        """Queue a stream for the ticker, which writes the next event of every paced stream once
+        per `itl` (one timer for all streams, so pacing 100 streams stays cheap)."""
+        self.paced.append((conn, *stream))
+        if self.ticker is None:
+            self.ticker = asyncio.get_running_loop().call_later(self.itl, self.tick)
+
+    def tick(self) -> None:
+        still = []
+        for conn, events, body, arrived, first in self.paced:
+            transport = conn.transport
+            event = next(events, None)
+            if event is None or transport is None or transport.is_closing():
+                conn.finish(body, arrived, first)
+                continue
+            transport.write(event)
+            still.append((conn, events, body, arrived, first))
+        self.paced = still
+        self.ticker = asyncio.get_running_loop().call_later(self.itl, self.tick) if still else None
 
     def track(self, delta: int) -> None:
         now = time.monotonic()
@@ -176,11 +203,18 @@ class Connection(asyncio.Protocol):
             return
         transport.write(server.first)
         first = time.monotonic()
+        if server.itl:
+            server.pace(self, iter(server.rest), body, arrived, first)
+            return
         if server.each:
             for event in server.rest:
                 transport.write(event)
         else:
             transport.write(server.rest_joined)
+        self.finish(body, arrived, first)
+
+    def finish(self, body: bytes, arrived: float, first: float) -> None:
+        server = self.server
         server.track(-1)
         if server.log:
             match = REQUEST_ID.search(body)
@@ -189,7 +223,9 @@ class Connection(asyncio.Protocol):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    server = Server(args.delay_ms / 1000.0, args.tokens, args.write == "each", args.log)
+    server = Server(
+        args.delay_ms / 1000.0, args.itl_ms / 1000.0, args.tokens, args.write == "each", args.log
+    )
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(lambda: Connection(server), "127.0.0.1", 0, backlog=1024)
     port = listener.sockets[0].getsockname()[1]
@@ -201,6 +237,7 @@ async def serve(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--delay-ms", type=float, default=0.0, help="first-token delay (ms)")
+    parser.add_argument("--itl-ms", type=float, default=0.0, help="gap between later events (ms)")
     parser.add_argument("--tokens", type=int, default=100, help="text events per response")
     parser.add_argument("--write", choices=("batch", "each"), default="batch", help="write mode")
     parser.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")

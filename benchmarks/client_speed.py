@@ -6,13 +6,20 @@ N in-flight requests of 100-token streams (one token per event, then usage and `
 warm-up that opens the connections. A minimal hand-written asyncio reader (keep-alive HTTP/1.1,
 orjson decode of every event) runs against the same server as the reference ceiling.
 
-Printed: requests/s, tokens/s, client CPU ms per request, achieved in-flight (time-weighted number
-of requests between t0 and t_end) against the requested number, the ratio to the raw reader, and
-TTFT error against an injected first-token delay (200 ms and 10 ms), split into the time the request
-took to reach the server ("send lag") and the time the first token took to be seen by the client
-("receive lag"), both against the server's own clock (CLOCK_MONOTONIC is shared by processes).
+Throughput table: requests/s, tokens/s, client CPU ms per request and requests per CPU-second, and
+the achieved in-flight count against the requested one, two ways: "slots busy" is the time-weighted
+number of the closed loop's slots inside a request call (what a runner sees), "on the wire" the
+time-weighted number of requests between t0 (written) and t_end (last byte read). At zero server
+latency the gap between them is the client's own turnaround, which a saturated client cannot hide;
+tmesh timestamps each read as it arrives, so that turnaround is never counted as server latency.
 
-Usage: python benchmarks/client_speed.py [--requests N] [--quick]
+Accuracy table: the server delays the first token by 200 ms or 10 ms and logs, on CLOCK_MONOTONIC
+(shared by processes), when each request arrived and when it wrote the first token. "TTFT - delay"
+is the measured TTFT minus the injected delay; "TTFT - server's" is the measured TTFT minus the
+server's own arrival-to-first-write time, i.e. the client's measurement error, which is the "send
+lag" (t0 to arrival) plus the "receive lag" (first write to the client's timestamp).
+
+Usage: python benchmarks/client_speed.py [--requests N] [--quick] [--pin]
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from tmesh.bench.records import RequestPlan
 
 SERVER = Path(__file__).with_name("_sse_server.py")
 TOKENS = 100
+ITL_MS = 1.0
 CLIENT_CPU = 0
 SERVER_CPU = 1
 
@@ -53,6 +61,7 @@ class Run:
     name: str
     inflight: int
     samples: list[Sample]
+    slots: list[tuple[float, float]]
     wall: float
     cpu: float
 
@@ -77,22 +86,36 @@ class Run:
         return 1000.0 * self.cpu / self.requests
 
     @property
-    def achieved(self) -> float:
-        """Time-weighted number of requests between t0 and t_end over the measured span."""
-        start = min(s[1] for s in self.samples)
-        end = max(s[3] for s in self.samples)
-        return sum(s[3] - s[1] for s in self.samples) / (end - start)
+    def on_the_wire(self) -> float:
+        return time_weighted([(s[1], s[3]) for s in self.samples])
+
+    @property
+    def busy(self) -> float:
+        return time_weighted(self.slots)
+
+
+def time_weighted(spans: list[tuple[float, float]]) -> float:
+    """Mean number of spans open at a time, over the time from the first start to the last end."""
+    start = min(a for a, _ in spans)
+    end = max(b for _, b in spans)
+    return sum(b - a for a, b in spans) / (end - start)
 
 
 @contextmanager
-def fake_server(delay_ms: float = 0.0, write: str = "batch", log: bool = False) -> Iterator[int]:
+def fake_server(
+    delay_ms: float = 0.0,
+    write: str = "batch",
+    itl_ms: float = 0.0,
+    log: bool = False,
+    cpu: int | None = None,
+) -> Iterator[int]:
     """Start `_sse_server.py` in its own process; yields its port."""
     command = [sys.executable, str(SERVER), "--delay-ms", str(delay_ms), "--tokens", str(TOKENS)]
-    command += ["--write", write]
+    command += ["--write", write, "--itl-ms", str(itl_ms)]
     if log:
         command.append("--log")
-    if (os.cpu_count() or 1) > 1:
-        command += ["--cpu", str(SERVER_CPU)]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -116,28 +139,33 @@ def plans(n: int) -> list[RequestPlan]:
     return [RequestPlan(i, 0, 0, 0, 0, f"#{i} ", "Say something.", 16) for i in range(n)]
 
 
-async def closed_loop(senders: Sequence[Sender], ids: range) -> list[Sample]:
+async def closed_loop(
+    senders: Sequence[Sender], ids: range
+) -> tuple[list[Sample], list[tuple[float, float]]]:
     """One worker per sender; each starts the next request as soon as its last one ended."""
     pending = iter(ids)
     samples: list[Sample] = []
+    slots: list[tuple[float, float]] = []
 
     async def worker(send: Sender) -> None:
         for index in pending:
+            called = time.monotonic()
             samples.append(await send(index))
+            slots.append((called, time.monotonic()))
 
     await asyncio.gather(*(worker(send) for send in senders))
-    return samples
+    return samples, slots
 
 
 async def measure(name: str, inflight: int, senders: Sequence[Sender], n: int) -> Run:
     await closed_loop(senders, range(n, n + 3 * inflight))
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
-    samples = await closed_loop(senders, range(n))
+    samples, slots = await closed_loop(senders, range(n))
     wall = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return Run(name, inflight, samples, wall, cpu)
+    return Run(name, inflight, samples, slots, wall, cpu)
 
 
 async def run_tmesh(port: int, inflight: int, n: int) -> Run:
@@ -243,9 +271,13 @@ async def run_raw(port: int, inflight: int, n: int) -> Run:
             reader.writer.close()
 
 
-def pin_client() -> None:
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {CLIENT_CPU})
+def pinning(pin: bool) -> int | None:
+    """Pinning isolates the two processes on an idle machine; on a shared one it makes each wait
+    for its own busy CPU, so it is opt-in. Returns the server's CPU, if pinned."""
+    if not pin or not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    os.sched_setaffinity(0, {CLIENT_CPU})
+    return SERVER_CPU
 
 
 def mean_p99(values: list[float]) -> str:
@@ -260,38 +292,42 @@ class Accuracy:
     inflight: int
     run: Run
     ttft_error: list[float]
+    client_error: list[float]
     send_lag: list[float]
     receive_lag: list[float]
     server_inflight: float
 
 
-async def ttft_accuracy(delay_ms: float, inflight: int, n: int) -> Accuracy:
-    with fake_server(delay_ms=delay_ms, write="each", log=True) as port:
+async def ttft_accuracy(delay_ms: float, inflight: int, n: int, cpu: int | None) -> Accuracy:
+    with fake_server(delay_ms=delay_ms, itl_ms=ITL_MS, log=True, cpu=cpu) as port:
         run = await run_tmesh(port, inflight, n)
         stats = await asyncio.to_thread(server_stats, port)
     server = {int(t[0]): t[1:] for t in stats["timings"]}
-    errors, send, receive = [], [], []
+    errors, client, send, receive = [], [], [], []
     for index, t0, t_first, _, _, ok in run.samples:
         if not ok or index not in server:
             continue
         arrived, first_write, _ = server[index]
         errors.append(1000 * (t_first - t0 - delay_ms / 1000))
+        client.append(1000 * ((t_first - t0) - (first_write - arrived)))
         send.append(1000 * (arrived - t0))
         receive.append(1000 * (t_first - first_write))
-    return Accuracy(delay_ms, inflight, run, errors, send, receive, stats["inflight_mean"])
+    return Accuracy(delay_ms, inflight, run, errors, client, send, receive, stats["inflight_mean"])
 
 
 def print_throughput(runs: list[tuple[str, Run]]) -> None:
     print(
-        f"{'client':<20} {'server writes':<14} {'in-flight':>9} {'requests':>8} {'req/s':>7} "
-        f"{'tok/s':>9} {'CPU ms/req':>10} {'req/CPU-s':>9} {'achieved in-flight':>20} {'errors':>6}"
+        f"{'client':<19} {'writes':<6} {'in-flight':>9} {'requests':>8} {'req/s':>7} "
+        f"{'tok/s':>9} {'CPU ms/req':>10} {'req/CPU-s':>9} {'slots busy':>14} "
+        f"{'on the wire':>14} {'errors':>6}"
     )
     for write, run in runs:
-        achieved = f"{run.achieved:6.1f} ({100 * run.achieved / run.inflight:5.1f}%)"
+        busy = f"{run.busy:.1f} ({100 * run.busy / run.inflight:.0f}%)"
+        wire = f"{run.on_the_wire:.1f} ({100 * run.on_the_wire / run.inflight:.0f}%)"
         print(
-            f"{run.name:<20} {write:<14} {run.inflight:>9} {run.requests:>8} {run.rate:>7,.0f} "
+            f"{run.name:<19} {write:<6} {run.inflight:>9} {run.requests:>8} {run.rate:>7,.0f} "
             f"{run.token_rate:>9,.0f} {run.cpu_ms:>10.3f} {1000 / run.cpu_ms:>9,.0f} "
-            f"{achieved:>20} {run.errors:>6}"
+            f"{busy:>14} {wire:>14} {run.errors:>6}"
         )
 
 
@@ -301,24 +337,26 @@ def print_ratios(runs: list[tuple[str, Run]]) -> None:
         ref = raw.get((write, run.inflight))
         if run.name.startswith("tmesh") and ref is not None:
             print(
-                f"tmesh / raw reader at {run.inflight:>3} in flight ({write} writes): "
-                f"{ref.cpu_ms / run.cpu_ms:.2f}x per CPU-second, {run.rate / ref.rate:.2f}x req/s"
+                f"tmesh / raw reader, {run.inflight:>3} in flight, {write} writes: "
+                f"{ref.cpu_ms / run.cpu_ms:.2f}x requests per CPU-second, "
+                f"{run.rate / ref.rate:.2f}x requests/s"
             )
 
 
 def print_accuracy(results: list[Accuracy]) -> None:
+    columns = ("TTFT - delay", "TTFT - server's", "send lag", "receive lag")
     print(
-        f"{'first-token delay':>17} {'in-flight':>9} {'requests':>8} {'req/s':>7} "
-        f"{'TTFT error ms':>17} {'send lag ms':>17} {'receive lag ms':>17} {'server in-flight':>16}"
+        f"{'delay':>6} {'in-flight':>9} {'requests':>8} {'req/s':>6} "
+        + " ".join(f"{c:>17}" for c in columns)
+        + f" {'server in-flight':>16}"
     )
-    print(
-        f"{'':>17} {'':>9} {'':>8} {'':>7} {'mean / p99':>17} {'mean / p99':>17} {'mean / p99':>17}"
-    )
+    print(" " * 33 + " ".join(f"{'ms mean / p99':>17}" for _ in columns))
     for a in results:
+        values = (a.ttft_error, a.client_error, a.send_lag, a.receive_lag)
         print(
-            f"{a.delay_ms:>14.0f} ms {a.inflight:>9} {len(a.ttft_error):>8} {a.run.rate:>7,.0f} "
-            f"{mean_p99(a.ttft_error):>17} {mean_p99(a.send_lag):>17} "
-            f"{mean_p99(a.receive_lag):>17} {a.server_inflight:>16.1f}"
+            f"{a.delay_ms:>3.0f} ms {a.inflight:>9} {len(a.ttft_error):>8} {a.run.rate:>6,.0f} "
+            + " ".join(f"{mean_p99(v):>17}" for v in values)
+            + f" {a.server_inflight:>16.1f}"
         )
 
 
@@ -329,19 +367,19 @@ def load_average() -> str:
         return "n/a"
 
 
-async def main_async(n: int, quick: bool) -> None:
-    pin_client()
+async def main_async(n: int, quick: bool, pin: bool) -> None:
+    cpu = pinning(pin)
+    placement = "unpinned" if cpu is None else f"client on CPU {CLIENT_CPU}, server on CPU {cpu}"
     print(
         f"tmesh client speed: {TOKENS}-token streams, one token per event; Python "
         f"{platform.python_version()}, aiohttp {aiohttp.__version__}, orjson {orjson.__version__}, "
-        f"{os.cpu_count()} CPUs (client on CPU {CLIENT_CPU}, server on CPU {SERVER_CPU}), "
-        f"load average {load_average()}",
+        f"{os.cpu_count()} CPUs ({placement}), load average {load_average()}",
         flush=True,
     )
     runs: list[tuple[str, Run]] = []
     modes = [("batch", (20, 100))] if quick else [("batch", (20, 100)), ("each", (100,))]
     for write, levels in modes:
-        with fake_server(write=write) as port:
+        with fake_server(write=write, cpu=cpu) as port:
             for inflight in levels:
                 runs.append((write, await run_raw(port, inflight, n)))
                 runs.append((write, await run_tmesh(port, inflight, n)))
@@ -349,12 +387,10 @@ async def main_async(n: int, quick: bool) -> None:
     print_throughput(runs)
     print_ratios(runs)
     scale = 0.5 if quick else 1.0
-    cases = [(200.0, 20, int(400 * scale)), (10.0, 20, int(4000 * scale))]
-    cases.append((10.0, 100, int(6000 * scale)))
-    accuracy = [await ttft_accuracy(delay, inflight, count) for delay, inflight, count in cases]
-    print(
-        "\nTTFT accuracy (server writes the first token after the delay, then one write per event)"
-    )
+    cases = [(200.0, 20, int(400 * scale)), (10.0, 20, int(1500 * scale))]
+    cases.append((10.0, 100, int(4000 * scale)))
+    accuracy = [await ttft_accuracy(delay, flight, count, cpu) for delay, flight, count in cases]
+    print(f"\nTTFT accuracy (first token after the delay, then one event every {ITL_MS:g} ms)")
     print_accuracy(accuracy)
     print(f"\nload average at the end: {load_average()}")
 
@@ -363,10 +399,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=10000, help="requests per throughput run")
     parser.add_argument("--quick", action="store_true", help="fewer runs, for a smoke test")
+    parser.add_argument("--pin", action="store_true", help="pin client and server to CPUs 0 and 1")
     args = parser.parse_args()
     if args.requests < 100:
         parser.error("--requests must be at least 100")
-    asyncio.run(main_async(args.requests, args.quick))
+    asyncio.run(main_async(args.requests, args.quick, args.pin))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ HTTP/1.1 keep-alive pool of asyncio protocols instead:
 - each network read is handled in the protocol callback itself: it is timestamped once (the time
   the bytes reached the client, not the time a task got round to them), de-chunked, split into
   events by `SSEParser` and decoded with orjson, touching only the fields the metrics need;
-- the request's task sleeps on one future until the response ends, and one timer per request
-  enforces the stall limit.
+- the request's task sleeps on one future until the response ends, and one periodic check of the
+  pool enforces the stall limit of every request.
 
 `make_session` still returns an `aiohttp.ClientSession` (discovery, probes and metrics scraping use
 it as one); the streaming pool rides on its connector and is closed with it.
@@ -249,8 +249,7 @@ async def send_request(
         try:
             await exchange.done
         finally:
-            exchange.stop_timer()
-            pool.release(conn)
+            pool.release(conn, exchange)
         if not (attempt == 0 and reused and exchange.retryable):
             break
     return exchange.record(plan, origin)
@@ -290,7 +289,6 @@ class _Exchange:
         "stream",
         "t0",
         "t_end",
-        "timer",
     )
 
     def __init__(self, config: ClientConfig, loop: asyncio.AbstractEventLoop, t0: float) -> None:
@@ -311,7 +309,6 @@ class _Exchange:
         self.error: str | None = None
         self.detail: str | None = None
         self.retry_after: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
 
     @property
     def retryable(self) -> bool:
@@ -319,21 +316,17 @@ class _Exchange:
 
     def start(self, conn: _Connection, head: bytes, body: bytes) -> None:
         self.conn = conn
-        self.timer = self.loop.call_later(self.config.request_timeout, self._check_stall)
+        conn.pool.watch(self)
         self.t0 = self.last = time.monotonic()
         conn.send(self, head, body)
 
-    def _check_stall(self) -> None:
-        idle = time.monotonic() - self.last
-        limit = self.config.request_timeout
-        if idle < limit:
-            self.timer = self.loop.call_later(limit - idle, self._check_stall)
-            return
-        self.timer = None
+    def stalled(self) -> None:
+        """No byte for `request_timeout`: a timeout, unless `[DONE]` was already seen and only
+        the end of the body is missing."""
         if self.stream.done_at:
             self.finish(self.stream.done_at)
         else:
-            self.fail("timeout", f"no data for {limit:g} s")
+            self.fail("timeout", f"no data for {self.config.request_timeout:g} s")
         if self.conn is not None:
             self.conn.abort()
 
@@ -401,13 +394,7 @@ class _Exchange:
             self._settle()
 
     def _settle(self) -> None:
-        self.stop_timer()
         self.done.set_result(None)
-
-    def stop_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
 
     def record(self, plan: RequestPlan, origin: float) -> RequestRecord:
         record = RequestRecord(
@@ -848,6 +835,9 @@ class _Pool:
         self._members: set[_Connection] = set()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._ssl: ssl.SSLContext | None = None
+        self._active: set[_Exchange] = set()
+        self._period = 1.0
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def acquire(self, key: tuple[str, int, bool], timeout: float) -> _Connection:
         while True:
@@ -903,8 +893,27 @@ class _Pool:
             self._ssl = context
         return self._ssl
 
-    def release(self, conn: _Connection) -> None:
+    def watch(self, exchange: _Exchange) -> None:
+        """Stall detection for all requests by one periodic check instead of a timer per request:
+        a stall is caught within a quarter of the limit (at most 1 s) after it passes."""
+        self._active.add(exchange)
+        self._period = min(self._period, exchange.config.request_timeout / 4)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self._period, self._check)
+
+    def _check(self) -> None:
+        self._watchdog = None
+        now = time.monotonic()
+        stalled = [e for e in self._active if now - e.last >= e.config.request_timeout]
+        for exchange in stalled:
+            self._active.discard(exchange)
+            exchange.stalled()
+        if self._active and not self.closed:
+            self._watchdog = asyncio.get_running_loop().call_later(self._period, self._check)
+
+    def release(self, conn: _Connection, exchange: _Exchange) -> None:
         """Back to the idle list if its last response ended cleanly, else closed."""
+        self._active.discard(exchange)
         usable = conn.reusable and conn.transport is not None and not self.closed
         if usable and conn.exchange is None:
             self._idle.setdefault(conn.key, []).append(conn)
@@ -936,6 +945,10 @@ class _Pool:
 
     def close(self) -> None:
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._active.clear()
         for conn in list(self._members):
             conn.abort()
         self._members.clear()
