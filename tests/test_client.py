@@ -137,19 +137,30 @@ def test_parse_head() -> None:
         parse_head(b"SSH-2.0-OpenSSH_9.6")
 
 
-def chunked(pieces: list[bytes]) -> bytes:
-    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nT: 1\r\n\r\n"
+def chunked(pieces: list[bytes], extension: bool, trailer: bool) -> bytes:
+    ext = b";ext=1" if extension else b""
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(p), ext, p) for p in pieces)
+    return body + (b"0\r\nT: 1\r\n\r\n" if trailer else b"0\r\n\r\n")
 
 
-@settings(derandomize=True, database=None, max_examples=300, deadline=None)
+CHUNK_DATA = st.one_of(
+    st.binary(min_size=1, max_size=40),
+    st.sampled_from([b"\r\n", b"a\r\nb", b"0\r\n", b"\r\n\r\n", b"data: x\n\n"]),
+)
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
 @given(
-    pieces=st.lists(st.binary(min_size=1, max_size=40), max_size=8),
+    pieces=st.lists(CHUNK_DATA, max_size=8),
     cuts=st.lists(st.integers(0, 500), max_size=10),
+    extension=st.booleans(),
+    trailer=st.booleans(),
+    tail=st.sampled_from([b"", b"NEXT", b"5\r\nhello\r\n"]),
 )
 def test_chunked_decoder_any_split_gives_the_same_body(
-    pieces: list[bytes], cuts: list[int]
+    pieces: list[bytes], cuts: list[int], extension: bool, trailer: bool, tail: bytes
 ) -> None:
-    wire = chunked(pieces) + b"NEXT"
+    wire = chunked(pieces, extension, trailer) + tail
     bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
     decoder = ChunkedDecoder()
     out: list[bytes] = []
@@ -159,7 +170,7 @@ def test_chunked_decoder_any_split_gives_the_same_body(
         got, ended = decoder.feed(wire[a:b])
         out += got
         if ended:
-            assert decoder.leftover + wire[b:] == b"NEXT"
+            assert decoder.leftover + wire[b:] == tail
             break
     assert ended
     assert b"".join(out) == b"".join(pieces)
