@@ -118,3 +118,20 @@ async def test_max_requests_and_json_output(sim, tmp_path) -> None:
     assert "summary" in lines[-1]
     assert all("elapsed" in line for line in lines[:-1])
     assert "Workload Specifications:" in result.stderr
+
+
+async def test_workers_share_the_workload_and_merge_exactly(sim, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-inflight", "4",
+        "--workers", "2", "--max-requests", "40", "--interval", "1", "--output-dir", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    _, requests, _, summary = read_run(out)
+    assert len(requests) == 40 == summary["total_requests"]
+    assert {r["worker"] for r in requests} == {0, 1}
+    assert sorted(r["index"] for r in requests) == list(range(40))
+    assert all(r["index"] % 2 == r["worker"] for r in requests)
+    ttfts = sorted(r["ttft"] for r in requests)
+    assert summary["overall"]["ttft"]["max"] == pytest.approx(ttfts[-1], rel=1e-6)
+    assert summary["overall"]["ttft"]["mean"] == pytest.approx(sum(ttfts) / 40, rel=1e-6)

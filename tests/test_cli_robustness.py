@@ -140,3 +140,20 @@ async def test_api_key_never_appears_anywhere(tmp_path) -> None:
     assert SECRET[4:12] not in wrong.stdout + wrong.stderr
     config = json.loads((tmp_path / "a" / "config.json").read_text())
     assert config["api_key"] == "sk-l…"
+
+
+async def test_unknown_model_needs_a_flag_unless_contexts_are_given(tmp_path) -> None:
+    unknown = replace(PROFILE, model="acme/mystery-7b")
+    async with await start_simulator(unknown) as handle:
+        refused = await run_cli(
+            "benchmark", "--endpoint", handle.url, "--output-dir", str(tmp_path / "a")
+        )
+        sized_by_hand = await run_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--max-requests", "4",
+            "--output-dir", str(tmp_path / "b"),
+        )  # fmt: skip
+    assert refused.code == 2
+    line = _one_line_error(refused)
+    assert "--kv-bytes-per-token" in line and "--model-config" in line
+    assert sized_by_hand.code == 0, sized_by_hand.stderr
+    assert "found model: acme/mystery-7b" in sized_by_hand.stdout

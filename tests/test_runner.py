@@ -7,7 +7,7 @@ import itertools
 import time
 
 from tmesh.bench.records import RequestPlan, RequestRecord
-from tmesh.bench.runner import LoadLoop, LoadMeter, StopRules
+from tmesh.bench.runner import LoadLoop, LoadMeter, StopRules, next_backoff
 
 
 def _plans():
@@ -86,13 +86,13 @@ async def test_request_stop_ends_the_loop() -> None:
 
 def test_backoff_honours_retry_after_and_caps_it() -> None:
     rec = RequestRecord(0, 0, 0, 0, 0, 0.0, error="http_429", retry_after=2.5)
-    assert LoadLoop._next_backoff(rec, 0.0) == 2.5
+    assert next_backoff(rec, 0.0) == 2.5
     rec.retry_after = 3600
-    assert LoadLoop._next_backoff(rec, 0.0) == 30.0
+    assert next_backoff(rec, 0.0) == 30.0
     refused = RequestRecord(0, 0, 0, 0, 0, 0.0, error="connect")
-    assert LoadLoop._next_backoff(refused, 0.0) == 0.05
-    assert LoadLoop._next_backoff(refused, 1.5) == 2.0
-    assert LoadLoop._next_backoff(RequestRecord(0, 0, 0, 0, 0, 0.0), 1.0) == 0.0
+    assert next_backoff(refused, 0.0) == 0.05
+    assert next_backoff(refused, 1.5) == 2.0
+    assert next_backoff(RequestRecord(0, 0, 0, 0, 0, 0.0), 1.0) == 0.0
 
 
 def test_meter_time_weighted_inflight() -> None:

@@ -178,6 +178,13 @@ def _add_benchmark_flags(p: argparse.ArgumentParser) -> None:
         help="stop with exit 1 after N failures in a row (default: no limit)",
     )
     run.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="load-generating processes sharing the in-flight limit (default: 1)",
+    )
+    run.add_argument(
         "--interval",
         type=positive_float,
         default=5.0,
@@ -305,6 +312,7 @@ def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
         prometheus_port=args.prometheus_port,
         max_records=args.max_records,
         max_consecutive_errors=args.max_consecutive_errors,
+        workers=args.workers,
     )
 
 

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import aiohttp
+
 from tmesh import __version__
 from tmesh.bench import console
 from tmesh.bench.capabilities import probe_ignore_eos
@@ -25,15 +27,23 @@ from tmesh.bench.exporter import Exporter
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.prompts import PromptSet, build_prompt_set
 from tmesh.bench.recorder import Recorder
-from tmesh.bench.records import ClientHealth, RequestRecord, RunSummary, WorkloadSpec
+from tmesh.bench.records import (
+    ClientHealth,
+    IntervalSnapshot,
+    RequestPlan,
+    RequestRecord,
+    RunSummary,
+    WorkloadSpec,
+)
 from tmesh.bench.runfiles import RunFiles, default_run_dir
-from tmesh.bench.runner import LoadLoop, StopRules
+from tmesh.bench.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.schedule import tiling_plans
 from tmesh.bench.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.sizing import resolve_kv_bytes, size_workload
 from tmesh.bench.tokens import choose_oracle
 from tmesh.bench.verdict import summarize_cache
 from tmesh.bench.view import View
+from tmesh.bench.workers import WorkerPool, worker_tasks
 
 DISCOVERY_TIMEOUT_S = 10.0
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -86,7 +96,9 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
 
 
 def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
-    kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
+    kv_bytes = None
+    if opts.num_contexts is None or opts.kv_bytes_per_token or opts.model_config:
+        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
     spec = size_workload(
         found.model,
         kv_bytes,
@@ -157,12 +169,16 @@ class Session:
             self.exporter.observe(record)
 
     async def on_tick(self, now: float, health: ClientHealth) -> None:
+        self.view.interval(await self.close_interval(now, health))
+
+    async def close_interval(self, now: float, health: ClientHealth) -> IntervalSnapshot:
+        """Scrape the server and close the interval; also run once at stop for the last part."""
         server = await self._scrape_interval()
         snap = self.recorder.snapshot(now, server=server, health=health)
         self.files.append_interval(snap)
         if self.exporter:
             self.exporter.update(snap)
-        self.view.interval(snap)
+        return snap
 
     async def _scrape_interval(self) -> dict[str, float] | None:
         if self.scraper is None:
@@ -217,26 +233,10 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
             run.exporter.start()
             view.progress(f"tmesh metrics at http://127.0.0.1:{opts.prometheus_port}/metrics")
 
-        async def send(plan):
-            return await send_request(session, config, plan, run.origin)
-
-        loop = LoadLoop(
-            tiling_plans(prep.prompts, spec.seed),
-            send,
-            run.on_record,
-            run.on_tick,
-            spec.max_inflight,
-            StopRules(
-                duration=opts.duration,
-                max_requests=opts.max_requests,
-                max_consecutive_errors=opts.max_consecutive_errors,
-                grace_s=opts.grace,
-            ),
-            run.origin,
-            opts.interval,
-        )
+        loop = _load_loop(opts, prep, run, session, config)
         with _signals(loop, run, view):
             state = await loop.run()
+            await run.close_interval(loop.now(), loop.health(loop.now()))
         summary = run.finish(state.stop_reason or "stopped")
     if run.exporter:
         run.exporter.stop()
@@ -249,6 +249,43 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
     return EXIT_OK
 
 
+def _load_loop(
+    opts: BenchmarkOptions,
+    prep: Prepared,
+    run: Session,
+    session: aiohttp.ClientSession,
+    config: ClientConfig,
+) -> LoopControl:
+    """One event loop in this process, or `--workers` processes sharing the workload."""
+    spec = prep.spec
+    rules = StopRules(
+        duration=opts.duration,
+        max_requests=opts.max_requests,
+        max_consecutive_errors=opts.max_consecutive_errors,
+        grace_s=opts.grace,
+    )
+    if opts.workers > 1:
+        tasks = worker_tasks(
+            opts.workers, spec.max_inflight, config, prep.prompts, spec.seed, run.origin,
+            opts.insecure, opts.interval, rules,
+        )  # fmt: skip
+        return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
+
+    async def send(plan: RequestPlan) -> RequestRecord:
+        return await send_request(session, config, plan, run.origin)
+
+    return LoadLoop(
+        tiling_plans(prep.prompts, spec.seed),
+        send,
+        run.on_record,
+        run.on_tick,
+        spec.max_inflight,
+        rules,
+        run.origin,
+        opts.interval,
+    )
+
+
 def _write_report(run_dir: Path) -> Path:
     from tmesh.report.html import write_report
 
@@ -258,7 +295,7 @@ def _write_report(run_dir: Path) -> Path:
 class _signals:
     """SIGINT/SIGTERM stop the run gracefully; a second SIGINT exits at once with files valid."""
 
-    def __init__(self, loop: LoadLoop, run: Session, view: View) -> None:
+    def __init__(self, loop: LoopControl, run: Session, view: View) -> None:
         self.loop, self.run, self.view = loop, run, view
         self.count = 0
 
@@ -276,7 +313,7 @@ class _signals:
     def _handle(self, sig: signal.Signals) -> None:
         self.count += 1
         if self.count == 1:
-            inflight = self.loop.meter.inflight
+            inflight = self.loop.inflight
             self.view.progress(
                 f"{sig.name}: stopping; waiting up to {self.run.opts.grace:.0f} s for "
                 f"{inflight} in-flight requests (Ctrl-C again to quit now)"

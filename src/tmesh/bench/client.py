@@ -28,7 +28,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import repeat
+from itertools import compress, repeat
+from operator import and_, getitem, not_
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -346,15 +347,16 @@ class _Exchange:
             self.retry_after = parse_retry_after(headers.get("retry-after"))
         self.error_body.append(f"HTTP {status} {reason}: ".encode())
 
-    def body(self, data: bytes, now: float) -> None:
+    def body(self, pieces: list[bytes], now: float) -> None:
+        """Body bytes of one read (one piece per HTTP chunk, or the whole read)."""
         if self.sse:
             parser = self.parser
-            self.stream.add(parser.feed(data), now)
+            self.stream.add(parser.feed_pieces(pieces), now)
             if parser.unknown_line is not None:
                 line = _text(parser.unknown_line)
                 raise _Failure("malformed", f"SSE line without a data: field: {line}")
         elif sum(map(len, self.error_body)) < ERROR_BODY_LIMIT:
-            self.error_body.append(data)
+            self.error_body.extend(pieces)
 
     def end(self, now: float) -> None:
         """The response body ended. Any status other than 2xx, 429 and 5xx (a redirect, which is
@@ -471,34 +473,57 @@ class StreamState:
 
     def add(self, payloads: list[bytes], now: float) -> None:
         """Raises `_Failure` for an event that is not JSON, has no usable shape or is an error."""
-        loads = orjson.loads
-        prefix = self._prefix
-        suffix = self._suffix
-        start = len(prefix)
         texts = 0
-        for payload in payloads:
-            if prefix and payload.startswith(prefix) and payload.endswith(suffix):
-                try:
-                    text = loads(payload[start : len(payload) - len(suffix)])
-                except orjson.JSONDecodeError:
-                    text = None
-                if type(text) is str:
-                    if text:
-                        texts += 1
-                    continue
-            if payload == b"[DONE]":
-                self.done_at = now
-                continue
-            if self._decode(payload):
-                texts += 1
-                prefix = self._prefix
-                suffix = self._suffix
-                start = len(prefix)
+        for at, payload in enumerate(payloads):
+            if self._prefix:
+                texts += self._batch(payloads[at:], now)
+                break
+            texts += self._one(payload, now)
         if texts:
             if not self.events:
                 self.t_first = now
             self.events += texts
             self.t_last = now
+
+    def _batch(self, payloads: list[bytes], now: float) -> int:
+        """The events of a read that fit the template, checked and decoded in C loops (`map`),
+        the others one by one. Within one read only the count of text events and the last usage
+        depend on the events, and fitting events have no usage, so the split keeps the result."""
+        prefix, suffix = self._prefix, self._suffix
+        fits = list(
+            map(
+                and_,
+                map(bytes.startswith, payloads, repeat(prefix)),
+                map(bytes.endswith, payloads, repeat(suffix)),
+            )
+        )
+        fitting, others = payloads, []
+        if False in fits:
+            fitting = list(compress(payloads, fits))
+            others = list(compress(payloads, map(not_, fits)))
+        middle = slice(len(prefix), -len(suffix) or None)
+        try:
+            values = list(map(orjson.loads, map(getitem, fitting, repeat(middle))))
+        except orjson.JSONDecodeError:
+            values = [None]
+        if set(map(type, values)) - {str}:
+            return sum(self._one(payload, now) for payload in payloads)
+        return len(values) - values.count("") + sum(self._one(p, now) for p in others)
+
+    def _one(self, payload: bytes, now: float) -> int:
+        """One event: `[DONE]`, a fit to the template, or a full decode."""
+        if payload == b"[DONE]":
+            self.done_at = now
+            return 0
+        prefix, suffix = self._prefix, self._suffix
+        if prefix and payload.startswith(prefix) and payload.endswith(suffix):
+            try:
+                text = orjson.loads(payload[len(prefix) : len(payload) - len(suffix)])
+            except orjson.JSONDecodeError:
+                text = None
+            if type(text) is str:
+                return 1 if text else 0
+        return 1 if self._decode(payload) else 0
 
     def _decode(self, payload: bytes) -> bool:
         """Full decode of one event; returns whether it carried generated text."""
@@ -757,7 +782,7 @@ class _Connection(asyncio.Protocol):
         pieces, ended = self._chunks.feed(data)
         if pieces:
             assert self.exchange is not None
-            self.exchange.body(pieces[0] if len(pieces) == 1 else b"".join(pieces), now)
+            self.exchange.body(pieces, now)
         if ended:
             self._complete(self._chunks.leftover, now)
 
@@ -776,11 +801,11 @@ class _Connection(asyncio.Protocol):
             take = data[: self._remaining]
             self._remaining -= len(take)
             if take:
-                exchange.body(take, now)
+                exchange.body([take], now)
             if not self._remaining:
                 self._complete(data[len(take) :], now)
         elif mode == _UNTIL_CLOSE:
-            exchange.body(data, now)
+            exchange.body([data], now)
 
     def _head(self, data: bytes, now: float) -> bytes:
         """Collect the response head; returns the body bytes that came with it."""

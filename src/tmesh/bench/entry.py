@@ -19,6 +19,7 @@ from tmesh.bench.benchmark import (
 from tmesh.bench.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.endpoint import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
+from tmesh.bench.prompts import PromptError
 from tmesh.bench.runfiles import RunFilesError
 from tmesh.bench.sizing import SizingError
 from tmesh.bench.tokens import TokenizerError
@@ -28,6 +29,7 @@ SETUP_ERRORS = (
     BenchmarkError,
     DiscoveryError,
     EndpointError,
+    PromptError,
     RunFilesError,
     SizingError,
     TokenizerError,

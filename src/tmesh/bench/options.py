@@ -45,3 +45,4 @@ class BenchmarkOptions:
     max_records: int | None = None
     max_consecutive_errors: int | None = None
     grace: float = 5.0
+    workers: int = 1

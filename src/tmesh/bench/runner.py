@@ -106,29 +106,23 @@ class LoopState:
         self.stop.set()
 
 
-class LoadLoop:
-    """Runs the slots, the interval ticker and the stop rules over one plan iterator."""
+class LoopControl:
+    """What every way of generating load shares: the clock, the interval ticker and the stop rules.
+
+    Subclasses say how requests are driven (`_drive`) and how client health is measured
+    (`_health`); records reach `account`, which applies the stop rules.
+    """
 
     def __init__(
-        self,
-        plans: Iterator[RequestPlan],
-        send: SendFn,
-        on_record: RecordFn,
-        on_tick: TickFn,
-        max_inflight: int,
-        rules: StopRules,
-        origin: float,
-        interval_s: float = 5.0,
-    ) -> None:
-        self._plans = plans
-        self._send = send
+        self, on_record: RecordFn, on_tick: TickFn, target: int, rules: StopRules,
+        origin: float, interval_s: float,
+    ) -> None:  # fmt: skip
         self._on_record = on_record
         self._on_tick = on_tick
         self._rules = rules
         self._origin = origin
         self._interval = interval_s
-        self._slots = max_inflight
-        self.meter = LoadMeter(target=max_inflight)
+        self.meter = LoadMeter(target=target)
         self.state = LoopState()
 
     def now(self) -> float:
@@ -137,48 +131,34 @@ class LoadLoop:
     def request_stop(self, reason: str) -> None:
         self.state.request_stop(reason)
 
+    @property
+    def inflight(self) -> int:
+        return self.meter.inflight
+
     async def run(self) -> LoopState:
         """Run until a stop rule or `request_stop`; in-flight requests get `grace_s` to finish."""
         self.meter.start(self.now())
-        slots = [asyncio.create_task(self._slot()) for _ in range(self._slots)]
         helpers = [
             asyncio.create_task(self._ticker()),
             asyncio.create_task(self._lag_sampler()),
         ]
         if self._rules.duration is not None:
             helpers.append(asyncio.create_task(self._deadline(self._rules.duration)))
-        await self.state.stop.wait()
-        _, pending = await asyncio.wait(slots, timeout=self._rules.grace_s)
-        for task in [*pending, *helpers]:
-            task.cancel()
-        await asyncio.gather(*pending, *helpers, return_exceptions=True)
+        try:
+            await self._drive()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
         return self.state
 
-    def _may_issue(self) -> bool:
-        limit = self._rules.max_requests
-        return not self.state.stop.is_set() and (limit is None or self.state.issued < limit)
+    async def _drive(self) -> None:
+        raise NotImplementedError
 
-    async def _slot(self) -> None:
-        freed_at = self.now()
-        backoff = 0.0
-        while self._may_issue():
-            plan = next(self._plans)
-            self.state.issued += 1
-            start = self.now()
-            self.meter.dispatched(start - freed_at)
-            self.meter.change(start, +1)
-            try:
-                record = await self._send(plan)
-            finally:
-                self.meter.change(self.now(), -1)
-            freed_at = self.now()
-            self._account(record)
-            backoff = self._next_backoff(record, backoff)
-            if backoff > 0 and not self.state.stop.is_set():
-                await self._pause(backoff)
-                freed_at = self.now()
+    def health(self, now: float) -> ClientHealth:
+        return self.meter.take(now)
 
-    def _account(self, record: RequestRecord) -> None:
+    def account(self, record: RequestRecord) -> None:
         state = self.state
         state.finished += 1
         if record.ok:
@@ -200,19 +180,6 @@ class LoadLoop:
                 "errors", fatal=f"stopping: {state.consecutive_errors} consecutive requests failed"
             )
 
-    @staticmethod
-    def _next_backoff(record: RequestRecord, previous: float) -> float:
-        """How long this slot waits before its next request.
-
-        429 honours Retry-After (capped); connection failures back off exponentially so a server
-        that is down is probed gently and the run resumes by itself when it comes back.
-        """
-        if record.error == "http_429":
-            return min(record.retry_after or 1.0, MAX_RETRY_AFTER_S)
-        if record.error in ("connect", "timeout"):
-            return min(max(previous * 2, CONNECT_BACKOFF_START_S), CONNECT_BACKOFF_MAX_S)
-        return 0.0
-
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.state.stop.wait(), timeout=seconds)
@@ -229,7 +196,7 @@ class LoadLoop:
             if self.state.stop.is_set():
                 return
             now = self.now()
-            await self._on_tick(now, self.meter.take(now))
+            await self._on_tick(now, self.health(now))
             self._first_minute_rule(now)
 
     def _first_minute_rule(self, now: float) -> None:
@@ -247,3 +214,68 @@ class LoadLoop:
             before = loop.time()
             await asyncio.sleep(LOOP_LAG_SAMPLE_S)
             self.meter.lag(max(0.0, loop.time() - before - LOOP_LAG_SAMPLE_S))
+
+
+class LoadLoop(LoopControl):
+    """N slot coroutines in this event loop, each sending its next request when its last ended."""
+
+    def __init__(
+        self,
+        plans: Iterator[RequestPlan],
+        send: SendFn,
+        on_record: RecordFn,
+        on_tick: TickFn,
+        max_inflight: int,
+        rules: StopRules,
+        origin: float,
+        interval_s: float = 5.0,
+    ) -> None:
+        super().__init__(on_record, on_tick, max_inflight, rules, origin, interval_s)
+        self._plans = plans
+        self._send = send
+        self._slots = max_inflight
+
+    async def _drive(self) -> None:
+        slots = [asyncio.create_task(self._slot()) for _ in range(self._slots)]
+        await self.state.stop.wait()
+        _, pending = await asyncio.wait(slots, timeout=self._rules.grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _may_issue(self) -> bool:
+        limit = self._rules.max_requests
+        return not self.state.stop.is_set() and (limit is None or self.state.issued < limit)
+
+    async def _slot(self) -> None:
+        freed_at = self.now()
+        backoff = 0.0
+        while self._may_issue():
+            plan = next(self._plans)
+            self.state.issued += 1
+            start = self.now()
+            self.meter.dispatched(start - freed_at)
+            self.meter.change(start, +1)
+            try:
+                record = await self._send(plan)
+            finally:
+                self.meter.change(self.now(), -1)
+            freed_at = self.now()
+            self.account(record)
+            backoff = next_backoff(record, backoff)
+            if backoff > 0 and not self.state.stop.is_set():
+                await self._pause(backoff)
+                freed_at = self.now()
+
+
+def next_backoff(record: RequestRecord, previous: float) -> float:
+    """How long a slot waits before its next request.
+
+    429 honours Retry-After (capped); connection failures back off exponentially so a server
+    that is down is probed gently and the run resumes by itself when it comes back.
+    """
+    if record.error == "http_429":
+        return min(record.retry_after or 1.0, MAX_RETRY_AFTER_S)
+    if record.error in ("connect", "timeout"):
+        return min(max(previous * 2, CONNECT_BACKOFF_START_S), CONNECT_BACKOFF_MAX_S)
+    return 0.0
