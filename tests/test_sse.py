@@ -124,3 +124,23 @@ def test_any_split_into_reads_yields_the_same_events(
     chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
     assert feed_all(chunks)[0] == expected
     assert feed_all([stream[i : i + 1] for i in range(len(stream))])[0] == expected
+
+
+def test_feed_pieces_fast_path_cuts_payloads_out_of_whole_events() -> None:
+    pieces = [b'data: {"a":1}\n\n', b"data: [DONE]\n\n"]
+    assert SSEParser().feed_pieces(pieces) == [b'{"a":1}', b"[DONE]"]
+
+
+PIECE = st.one_of(
+    st.sampled_from([b"data: x\n\n", b"data: \n\n", b"data: a\nb\n\n", b": c\n\n", b"data: y\r\n"]),
+    st.binary(max_size=10),
+)
+
+
+@settings(derandomize=True, database=None, max_examples=400, deadline=None)
+@given(reads=st.lists(st.lists(PIECE, min_size=1, max_size=5), max_size=6))
+def test_feed_pieces_equals_feeding_the_joined_pieces(reads: list[list[bytes]]) -> None:
+    by_pieces, joined = SSEParser(), SSEParser()
+    for pieces in reads:
+        assert by_pieces.feed_pieces(pieces) == joined.feed(b"".join(pieces))
+    assert by_pieces.unknown_line == joined.unknown_line

@@ -9,7 +9,7 @@ endings) takes a fast path that is a single slice.
 from __future__ import annotations
 
 from itertools import repeat
-from operator import contains, getitem
+from operator import getitem
 
 _KNOWN_FIELDS = frozenset((b"data", b"event", b"id", b"retry"))
 _DATA_PREFIX = b"data: "
@@ -41,17 +41,18 @@ class SSEParser:
     def feed_pieces(self, pieces: list[bytes]) -> list[bytes]:
         """Like `feed` of the pieces joined. Servers send one event per HTTP chunk, so when the
         parser is between events and every piece is one `data: ` line and its blank line, the
-        payloads are cut out of the pieces directly (checks and slices in C loops, no copy)."""
-        if not self._buffer and not self._pending_cr and pieces:
-            count = len(pieces)
-            if (
-                all(map(bytes.startswith, pieces, repeat(_DATA_PREFIX)))
-                and all(map(bytes.endswith, pieces, repeat(b"\n\n")))
-                and sum(map(bytes.count, pieces, repeat(b"\n"))) == 2 * count
-                and not any(map(contains, pieces, repeat(b"\r")))
-            ):
-                return list(map(getitem, pieces, repeat(_PAYLOAD)))
-        return self.feed(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        payloads are cut out of the pieces directly (checks and slices in C loops)."""
+        joined = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if (
+            not self._buffer
+            and not self._pending_cr
+            and b"\r" not in joined
+            and joined.count(b"\n") == 2 * len(pieces)
+            and all(map(bytes.endswith, pieces, repeat(b"\n\n")))
+            and all(map(bytes.startswith, pieces, repeat(_DATA_PREFIX)))
+        ):
+            return list(map(getitem, pieces, repeat(_PAYLOAD)))
+        return self.feed(joined)
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add one read; return the `data` payloads of the events it completed, in order."""
