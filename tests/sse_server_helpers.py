@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -90,7 +91,8 @@ class ScriptedServer:
     """An aiohttp server on a free loopback port that runs one scripted handler per scenario and
     remembers every request body and every client port it saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.scripts: dict[str, Handler] = {}
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -102,7 +104,8 @@ class ScriptedServer:
 
     def script(self, name: str, handler: Handler) -> str:
         self.scripts[name] = handler
-        return f"http://127.0.0.1:{self.port}/{name}/v1"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{name}/v1"
 
     def config(self, name: str, handler: Handler, **overrides: Any) -> ClientConfig:
         settings: dict[str, Any] = {
@@ -131,7 +134,7 @@ class ScriptedServer:
         app.router.add_post("/{scenario}/v1/chat/completions", self._dispatch)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         assert self._runner.addresses
         self.port = self._runner.addresses[0][1]

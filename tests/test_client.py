@@ -6,8 +6,12 @@ import asyncio
 import itertools
 import json
 import random
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -117,7 +121,8 @@ def test_retry_after_seconds_and_http_dates() -> None:
     assert parse_retry_after(" 1.5 ", now) == 1.5
     assert parse_retry_after(later, now) == 30.0
     assert parse_retry_after(earlier, now) == 0.0
-    assert parse_retry_after("-3", now) == 0.0
+    assert parse_retry_after("-3", now) is None
+    assert parse_retry_after("inf", now) is None
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
 
@@ -315,6 +320,44 @@ async def test_keep_alive_pool_reuses_connections_up_to_the_limit(server: Script
             assert all(r.ok for r in records)
     assert len(server.bodies) == 18
     assert len(server.peers) == 3
+
+
+@pytest.fixture(scope="module")
+def tls_context(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder: Path = tmp_path_factory.mktemp("tls")
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_tls_is_verified_unless_insecure(tls_context: ssl.SSLContext) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await write_stream(request, completion_stream(2))
+
+    server = ScriptedServer(tls=tls_context)
+    await server.start()
+    try:
+        cfg = server.config("tls", handler)
+        async with make_session(1, insecure=True) as session:
+            accepted = await send_request(session, cfg, plan(), 0.0)
+        async with make_session(1) as session:
+            refused = await send_request(session, cfg, plan(), 0.0)
+    finally:
+        await server.close()
+    assert accepted.ok, accepted.error_detail
+    assert refused.error == "connect"
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.error_detail
 
 
 async def test_send_request_needs_a_session_from_make_session() -> None:

@@ -56,6 +56,7 @@ JOIN_BODY_BELOW = 16 * 1024
 
 _SECRET_HEADERS = ("authorization", "api-key", "x-api-key")
 _WHITESPACE = re.compile(r"\s+")
+_SECONDS = re.compile(r"\d+(\.\d+)?")
 _FORBIDDEN_HEADERS = frozenset(("host", "content-length", "transfer-encoding", "connection"))
 
 
@@ -121,7 +122,10 @@ def _request_head(path: str, host: str, user: Mapping[str, str]) -> bytes:
         headers[name.lower()] = (name, value)
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}"]
     lines += [f"{name}: {value}" for name, value in headers.values()]
-    return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+    try:
+        return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("header names and values must be Latin-1 text") from None
 
 
 def _body_template(config: ClientConfig) -> dict[str, Any]:
@@ -197,9 +201,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    try:
+    if _SECONDS.fullmatch(value):
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -207,8 +211,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    if seconds != seconds:
-        return None
     return max(0.0, seconds)
 
 
@@ -387,17 +389,14 @@ class _Exchange:
     def finish(self, t_end: float) -> None:
         if not self.done.done():
             self.t_end = t_end
-            self._settle()
+            self.done.set_result(None)
 
     def fail(self, kind: str, detail: str) -> None:
         if not self.done.done():
             self.error = kind
             self.detail = one_line(detail, self.config._secrets)
             self.t_end = time.monotonic()
-            self._settle()
-
-    def _settle(self) -> None:
-        self.done.set_result(None)
+            self.done.set_result(None)
 
     def record(self, plan: RequestPlan, origin: float) -> RequestRecord:
         record = RequestRecord(
@@ -775,8 +774,8 @@ class _Connection(asyncio.Protocol):
                 self._other(data, now)
         except _Failure as failure:
             self._fail(failure.kind, failure.detail)
-        except ValueError as exc:
-            self._fail("malformed", f"bad HTTP framing: {exc}")
+        except Exception as exc:
+            self._fail("malformed", f"bad HTTP response ({type(exc).__name__}: {exc})")
 
     def _chunked(self, data: bytes, now: float) -> None:
         pieces, ended = self._chunks.feed(data)
@@ -957,7 +956,11 @@ class _Pool:
     def _check(self) -> None:
         self._watchdog = None
         now = time.monotonic()
-        stalled = [e for e in self._active if now - e.last >= e.config.request_timeout]
+        stalled = [
+            e
+            for e in self._active
+            if now - e.last >= e.config.request_timeout and not e.done.done()
+        ]
         for exchange in stalled:
             self._active.discard(exchange)
             exchange.stalled()
