@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from net_helpers import refused_url, serve_app
 
 from tmesh.bench.endpoint import (
     Discovery,
@@ -123,20 +124,10 @@ async def server() -> AsyncIterator[FakeServer]:
     fake = FakeServer()
     app = web.Application()
     app.router.add_get("/v1/models", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    fake.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    yield fake
-    fake.release.set()
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
+    async with serve_app(app) as url:
+        fake.base_url = f"{url}/v1"
+        yield fake
+        fake.release.set()
 
 
 def _entry(name: str, **extra: object) -> dict:
@@ -240,11 +231,8 @@ async def test_bad_model_lists(server, session, body: bytes, fragment: str) -> N
 
 
 async def test_refused(session) -> None:
-    # A bound socket that never listens refuses connections, and nobody else can take the port.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        message = await _fail(session, base_url)
+    with refused_url() as url:
+        message = await _fail(session, f"{url}/v1")
     assert "connection refused" in message
 
 

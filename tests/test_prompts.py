@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tokenizer_helpers import OpenAIStub, serve_stub, train_bpe
+from tokenizer_helpers import OpenAIStub, count_tokens, serve_stub, train_bpe
 from tokenizers import Tokenizer
 
 from tmesh.bench.prompts import (
@@ -38,16 +38,6 @@ from tmesh.bench.words import MIN_PIECES, STARTERS, WORDS, render_sentences, sen
 
 
 @pytest.fixture(scope="module")
-def bpe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_bpe(tmp_path_factory.mktemp("bpe") / "tokenizer.json", 3000)
-
-
-@pytest.fixture(scope="module")
-def bpe(bpe_path: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(bpe_path))
-
-
-@pytest.fixture(scope="module")
 def oracle(bpe_path: Path) -> LocalTokenizer:
     return LocalTokenizer(str(bpe_path))
 
@@ -60,10 +50,6 @@ def small_vocab_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _spec(contexts: int = 4, questions: int = 6, length: int = 3000, seed: int = 0) -> WorkloadSpec:
     return WorkloadSpec("m", contexts, questions, 1, length, 10, seed=seed)
-
-
-def _count(tokenizer: Tokenizer, text: str) -> int:
-    return len(tokenizer.encode(text, add_special_tokens=False).ids)
 
 
 class Skewed:
@@ -79,7 +65,7 @@ class Skewed:
     async def count(self, texts: list[str]) -> list[int]:
         counts = []
         for text in texts:
-            real = _count(self.tokenizer, text)
+            real = count_tokens(self.tokenizer, text)
             counts.append(real * self.factor + self.extra if len(text) > 600 else real)
         return counts
 
@@ -101,7 +87,7 @@ async def test_contexts_have_exactly_input_length_tokens(oracle, bpe) -> None:
     assert prompts.exact
     assert prompts.oracle == oracle.name
     assert prompts.context_tokens == [3000] * 4
-    assert [_count(bpe, c) for c in prompts.contexts] == [3000] * 4
+    assert [count_tokens(bpe, c) for c in prompts.contexts] == [3000] * 4
     assert oracle.name in said[0]
 
 
@@ -155,7 +141,7 @@ async def test_questions_are_short_distinct_and_counted(oracle, bpe) -> None:
         assert all(8 <= cost <= 25 for cost in costs)
         assert all(f" {t}" in context for q in questions for t in _topics(q))
         prompts_with = bpe.encode_batch_fast([context + q for q in questions])
-        base = _count(bpe, context)
+        base = count_tokens(bpe, context)
         assert [len(e.ids) - base for e in prompts_with] == costs
 
 
@@ -180,7 +166,7 @@ CANDIDATES = [" " + w for w in WORDS + STARTERS]
 async def test_group_testing_needs_few_texts(oracle, bpe) -> None:
     counting = Counting(oracle)
     single = await single_token_pieces(counting, CANDIDATES)
-    assert single == {c for c in CANDIDATES if _count(bpe, c) == 1}
+    assert single == {c for c in CANDIDATES if count_tokens(bpe, c) == 1}
     assert counting.texts <= len(CANDIDATES) / GROUP_SIZE + 2
 
 
@@ -188,7 +174,7 @@ async def test_group_testing_keeps_only_single_token_words(small_vocab_path: Pat
     small = Tokenizer.from_file(str(small_vocab_path))
     counting = Counting(LocalTokenizer(str(small_vocab_path)))
     single = await single_token_pieces(counting, CANDIDATES)
-    assert single == {c for c in CANDIDATES if _count(small, c) == 1}
+    assert single == {c for c in CANDIDATES if count_tokens(small, c) == 1}
     assert 100 < len(single) < len(CANDIDATES)
     assert counting.texts < len(CANDIDATES) * 1.1
 
@@ -200,7 +186,7 @@ async def test_exact_with_a_tokenizer_that_splits_many_words(small_vocab_path: P
     assert len(vocab.words) < len(WORDS)
     prompts = await build_prompt_set(_spec(contexts=3, length=2500), oracle)
     assert prompts.exact
-    assert [_count(small, c) for c in prompts.contexts] == [2500] * 3
+    assert [count_tokens(small, c) for c in prompts.contexts] == [2500] * 3
 
 
 async def test_tokenizer_without_single_token_words(tmp_path: Path) -> None:
@@ -216,7 +202,7 @@ async def test_counts_off_plan_are_corrected(bpe, extra: int) -> None:
     prompts = await build_prompt_set(_spec(length=1000), oracle, progress=said.append)
     assert prompts.exact
     assert prompts.context_tokens == [1000] * 4
-    assert [_count(bpe, c) + extra for c in prompts.contexts] == [1000] * 4
+    assert [count_tokens(bpe, c) + extra for c in prompts.contexts] == [1000] * 4
     assert "adjusting 4 of 4 contexts" in said[-1]
 
 
@@ -224,7 +210,7 @@ async def test_unreachable_length_is_reported_not_claimed(bpe) -> None:
     oracle = Skewed(bpe, factor=2)
     prompts = await build_prompt_set(_spec(length=1001), oracle)
     assert not prompts.exact
-    assert prompts.context_tokens == [2 * _count(bpe, c) for c in prompts.contexts]
+    assert prompts.context_tokens == [2 * count_tokens(bpe, c) for c in prompts.contexts]
 
 
 async def test_server_tokenize_needs_few_calls(bpe) -> None:
@@ -235,7 +221,7 @@ async def test_server_tokenize_needs_few_calls(bpe) -> None:
             stub.calls.clear()
             prompts = await build_prompt_set(_spec(contexts=3, length=length), oracle)
             assert prompts.exact
-            assert [_count(bpe, c) for c in prompts.contexts] == [length] * 3
+            assert [count_tokens(bpe, c) for c in prompts.contexts] == [length] * 3
             calls.append(stub.calls["tokenize"])
     assert calls[0] == calls[1]
     assert calls[0] < 100

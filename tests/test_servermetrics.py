@@ -5,14 +5,14 @@ missing endpoint, and the simulated engine checked against its own counters)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
+from net_helpers import refused_url, serve_app
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from tmesh.bench.servermetrics import (
@@ -251,27 +251,14 @@ class Responder:
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., object]]:
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as servers:
 
-    async def start(handler: Callable[[web.Request], object]) -> str:
-        app = web.Application()
-        app.router.add_get("/metrics", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+        async def start(handler: Callable[[web.Request], object]) -> str:
+            app = web.Application()
+            app.router.add_get("/metrics", handler)
+            return f"{await servers.enter_async_context(serve_app(app))}/metrics"
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
+        yield start
 
 
 async def test_scraper_reads_a_fixture_over_http(serve, session) -> None:
@@ -324,11 +311,9 @@ async def test_scraper_on_an_html_page_stops(serve, session) -> None:
 
 
 async def test_scraper_refused_connection_is_retried(session) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    scraper = ServerMetricsScraper(f"http://127.0.0.1:{port}/metrics", session)
-    assert await scraper.scrape() is None
+    with refused_url() as url:
+        scraper = ServerMetricsScraper(f"{url}/metrics", session)
+        assert await scraper.scrape() is None
     assert "cannot reach" in (scraper.unavailable_reason or "")
     assert not scraper.stopped
 

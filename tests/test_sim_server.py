@@ -29,12 +29,6 @@ async def sim() -> AsyncIterator[SimulatorHandle]:
         yield handle
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def sse_events(raw: bytes) -> list[bytes]:
     """The data payloads of a complete SSE body, asserting the exact `data: ...\\n\\n` framing."""
     blocks = raw.split(b"\n\n")

@@ -4,7 +4,6 @@ the configured rates), and the pause/resume "server restart"."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,13 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from test_sim_server import scrape, sse_events
+from test_sim_server import CONFIG, scrape, sse_events
 
 from tmesh.sim.faults import FaultConfig
-from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import SimulatorHandle, start_simulator
 
-CONFIG = dataclasses.replace(PROFILES["fast"], max_model_len=4096, gpu_kv_tokens=65536)
 BODY = {"prompt": "tell me about caches", "max_tokens": 10}
 
 
@@ -26,12 +23,6 @@ BODY = {"prompt": "tell me about caches", "max_tokens": 10}
 async def sim() -> AsyncIterator[SimulatorHandle]:
     async with await start_simulator(CONFIG) as handle:
         yield handle
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def partial_stream(

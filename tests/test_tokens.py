@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from tokenizer_helpers import OpenAIStub, serve_stub, train_bpe
+from net_helpers import refused_url
+from tokenizer_helpers import OpenAIStub, count_tokens, serve_stub
 from tokenizers import Tokenizer
 
 from tmesh.bench import tokens as tokens_module
@@ -31,24 +30,8 @@ from tmesh.bench.words import prose
 TEXTS = ["", "Hello world", "The harbor, the river and the road.", prose(random.Random(3), 300)]
 
 
-@pytest.fixture(scope="module")
-def bpe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_bpe(tmp_path_factory.mktemp("bpe") / "tokenizer.json", 3000)
-
-
-@pytest.fixture(scope="module")
-def bpe(bpe_path: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(bpe_path))
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _lengths(tokenizer: Tokenizer, texts: list[str]) -> list[int]:
-    return [len(tokenizer.encode(t, add_special_tokens=False).ids) for t in texts]
+    return [count_tokens(tokenizer, t) for t in texts]
 
 
 async def test_local_tokenizer_counts_like_the_library(bpe_path: Path, bpe: Tokenizer) -> None:
@@ -206,10 +189,8 @@ async def test_chain_ends_with_estimate(bpe: Tokenizer, session: aiohttp.ClientS
 
 
 async def test_chain_survives_an_unreachable_server(session: aiohttp.ClientSession) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        oracle = await choose_oracle(session, base_url, "m", "completions", {}, timeout=2.0)
+    with refused_url() as url:
+        oracle = await choose_oracle(session, f"{url}/v1", "m", "completions", {}, timeout=2.0)
     assert isinstance(oracle, LengthEstimate)
 
 

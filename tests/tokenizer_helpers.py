@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from net_helpers import serve_app
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from tmesh.bench.words import prose
@@ -40,6 +41,11 @@ def train_bpe(path: Path, vocab_size: int) -> Path:
     return path
 
 
+def count_tokens(tokenizer: Tokenizer, text: str) -> int:
+    """The count a server reports for `text` sent alone (no BOS or other special tokens)."""
+    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
 @dataclass
 class OpenAIStub:
     """`/tokenize` (vLLM's shape) and non-streaming completions whose usage comes from a real
@@ -53,9 +59,6 @@ class OpenAIStub:
     calls: dict[str, int] = field(default_factory=dict)
     bodies: list[dict] = field(default_factory=list)
     base_url: str = ""
-
-    def _count(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
     def _seen(self, route: str) -> None:
         self.calls[route] = self.calls.get(route, 0) + 1
@@ -75,12 +78,12 @@ class OpenAIStub:
     async def handle_completions(self, request: web.Request) -> web.Response:
         self._seen("completions")
         body = orjson.loads(await request.read())
-        return self._answer(body, self._count(body["prompt"]))
+        return self._answer(body, count_tokens(self.tokenizer, body["prompt"]))
 
     async def handle_chat(self, request: web.Request) -> web.Response:
         self._seen("chat")
         body = orjson.loads(await request.read())
-        tokens = self._count(body["messages"][0]["content"]) + self.chat_overhead
+        tokens = count_tokens(self.tokenizer, body["messages"][0]["content"]) + self.chat_overhead
         return self._answer(body, tokens)
 
     def _answer(self, body: dict, prompt_tokens: int) -> web.Response:
@@ -98,12 +101,6 @@ async def serve_stub(stub: OpenAIStub) -> AsyncIterator[OpenAIStub]:
     app.router.add_post("/tokenize", stub.handle_tokenize)
     app.router.add_post("/v1/completions", stub.handle_completions)
     app.router.add_post("/v1/chat/completions", stub.handle_chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    stub.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-    try:
+    async with serve_app(app) as url:
+        stub.base_url = f"{url}/v1"
         yield stub
-    finally:
-        await runner.cleanup()
