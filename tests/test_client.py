@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import pickle
 import random
 import shutil
 import ssl
@@ -88,6 +89,14 @@ def test_config_rejects_bad_values() -> None:
         config(headers={"Content-Length": "5"})
     with pytest.raises(ValueError, match="request_timeout"):
         config(request_timeout=0)
+
+
+def test_config_survives_pickling_for_worker_processes() -> None:
+    cfg = config(base_url="https://h:8443/v1", api="chat", headers={"Authorization": "Bearer k"})
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert copy == cfg
+    assert request_body(copy, "p") == request_body(cfg, "p")
+    assert copy._head == cfg._head and copy._target == ("h", 8443, True)
 
 
 def test_completions_body_has_streaming_and_length_fields() -> None:

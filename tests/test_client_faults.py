@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import socket
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from aiohttp import web
+from net_helpers import refused_url
 from sse_server_helpers import (
     DONE,
     RawServer,
@@ -204,10 +204,8 @@ async def test_compressed_stream_is_refused(server: ScriptedServer) -> None:
 
 
 async def test_connection_refused() -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        port = holder.getsockname()[1]
-        record = await run_one(raw_config(f"http://127.0.0.1:{port}/v1"))
+    with refused_url() as url:
+        record = await run_one(raw_config(f"{url}/v1"))
     assert (record.error, record.status) == ("connect", None)
     assert "Connect" in record.error_detail or "refused" in record.error_detail.lower()
 
