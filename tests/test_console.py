@@ -6,6 +6,7 @@ import io
 from dataclasses import asdict
 
 import orjson
+from factories import SEED_SPEC, run_summary
 from rich.console import Console
 
 from tmesh.bench import console
@@ -15,18 +16,9 @@ from tmesh.bench.records import (
     MetricStats,
     RunSummary,
     WindowStats,
-    WorkloadSpec,
 )
 
-SPEC = WorkloadSpec(
-    model="openai/gpt-oss-20b",
-    num_contexts=61,
-    questions_per_context=61,
-    max_inflight=20,
-    input_length=32000,
-    output_length=100,
-    kv_bytes_per_token=49152,
-)
+SPEC = SEED_SPEC
 
 
 def window(requests: int, ttft: float, itl: float, prefill: float, decode: float) -> WindowStats:
@@ -241,10 +233,7 @@ def test_workload_block_seed_labels_then_ours() -> None:
 def summary(warmup: float, verdict: str | None = None) -> RunSummary:
     overall = window(74, 1.19, 0.0035, 81783.9, 1513.3)
     overall.errors = {"timeout": 2}
-    return RunSummary(
-        started_at="2026-01-01T00:00:00+00:00",
-        elapsed=60.0,
-        stop_reason="duration",
+    return run_summary(
         total_requests=74,
         failed_requests=2,
         qps=1.2333,

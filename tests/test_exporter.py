@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
+from factories import request
 from prometheus_client.parser import text_string_to_metric_families
 
 from tmesh.bench.exporter import Exporter, ExporterError
@@ -22,16 +23,14 @@ from tmesh.bench.records import (
 
 def record(index: int, visit: int, ttft: float, error: str | None = None) -> RequestRecord:
     if error:
-        return RequestRecord(index, 0, 0, visit, 0, t0=1.0, t_end=1.5, error=error)
-    return RequestRecord(
-        index,
+        return request(1.0, index=index, visit=visit, rotation=0, t_end=1.5, error=error)
+    return request(
+        10.0,
+        ttft,
+        0.99,
+        index=index,
         context_id=index % 3,
-        question_id=0,
         visit=visit,
-        rotation=visit,
-        t0=10.0,
-        t_first=10.0 + ttft,
-        t_last=10.0 + ttft + 0.99,
         t_end=11.0 + ttft,
         prompt_tokens=32_010,
         completion_tokens=100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+from factories import request
 
 from tmesh.bench.recorder import Recorder
 from tmesh.bench.records import ClientHealth, RequestRecord, WorkloadSpec
@@ -32,16 +33,13 @@ def ok(
     cached: int | None = None,
 ) -> RequestRecord:
     """A successful request: first token after `ttft`, last after a further `decode` seconds."""
-    return RequestRecord(
-        index=0,
+    return request(
+        t0,
+        ttft,
+        decode,
+        tail,
         context_id=context,
-        question_id=0,
         visit=visit,
-        rotation=visit,
-        t0=t0,
-        t_first=t0 + ttft,
-        t_last=t0 + ttft + decode,
-        t_end=t0 + ttft + decode + tail,
         prompt_tokens=prompt,
         completion_tokens=completion,
         usage_reported=True,
@@ -51,13 +49,10 @@ def ok(
 
 def failed(t0: float, kind: str, *, context: int = 0, visit: int = 0) -> RequestRecord:
     """A failed request with partial timings that must not leak into any metric."""
-    return RequestRecord(
-        index=0,
+    return request(
+        t0,
         context_id=context,
-        question_id=0,
         visit=visit,
-        rotation=visit,
-        t0=t0,
         t_first=t0 + 100.0,
         t_last=t0 + 200.0,
         t_end=t0 + 300.0,

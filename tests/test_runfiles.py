@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from factories import request, run_summary
 
 from tmesh.bench import runfiles
 from tmesh.bench.records import (
@@ -22,13 +23,12 @@ from tmesh.bench.runfiles import RunFiles, RunFilesError, default_run_dir, scrub
 
 
 def record(index: int, error: str | None = None) -> RequestRecord:
-    return RequestRecord(
+    return request(
+        float(index),
         index=index,
         context_id=index % 3,
         question_id=1,
         visit=index // 3,
-        rotation=index // 3,
-        t0=float(index),
         t_first=index + 0.5,
         t_last=index + 1.5,
         t_end=index + 1.6,
@@ -41,20 +41,15 @@ def record(index: int, error: str | None = None) -> RequestRecord:
 
 
 def summary(stop_reason: str = "duration") -> RunSummary:
-    return RunSummary(
-        started_at="2026-01-01T00:00:00+00:00",
+    return run_summary(
         elapsed=12.5,
         stop_reason=stop_reason,
         total_requests=3,
-        failed_requests=0,
         qps=0.24,
         input_token_throughput=240.0,
         output_token_throughput=2.64,
         overall=WindowStats(requests=3, ttft=MetricStats(count=3, mean=0.5)),
         steady=WindowStats(requests=3),
-        warmup_seconds=0.0,
-        cold_ttft=MetricStats(),
-        warm_ttft=MetricStats(),
         rotations=1,
     )
 

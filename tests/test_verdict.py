@@ -7,8 +7,9 @@ import dataclasses
 
 import aiohttp
 import pytest
+from factories import SEED_SPEC, run_summary
 
-from tmesh.bench.records import MetricStats, RunSummary, WindowStats, WorkloadSpec
+from tmesh.bench.records import MetricStats, RunSummary
 from tmesh.bench.servermetrics import (
     ServerMetricsScraper,
     ServerSample,
@@ -17,15 +18,7 @@ from tmesh.bench.servermetrics import (
 )
 from tmesh.bench.verdict import NOT_ENOUGH, cache_verdict, summarize_cache
 
-SPEC = WorkloadSpec(
-    model="openai/gpt-oss-20b",
-    num_contexts=61,
-    questions_per_context=61,
-    max_inflight=20,
-    input_length=32000,
-    output_length=100,
-    kv_bytes_per_token=49152,
-)
+SPEC = SEED_SPEC
 GPU = 1_150_000  # tokens: the 1.95M-token working set is 1.7x this
 COLD = MetricStats(count=61, mean=4.9, p50=4.72)
 FAST = MetricStats(count=400, mean=0.43, p50=0.40)
@@ -149,18 +142,12 @@ def test_first_visit_lookups_are_taken_out_of_the_hit_rates() -> None:
 
 
 def summary(cold: MetricStats, warm: MetricStats) -> RunSummary:
-    return RunSummary(
-        started_at="2026-01-01T00:00:00+00:00",
+    return run_summary(
         elapsed=120.0,
-        stop_reason="duration",
         total_requests=461,
-        failed_requests=0,
         qps=3.8,
         input_token_throughput=123000.0,
         output_token_throughput=384.0,
-        overall=WindowStats(),
-        steady=WindowStats(),
-        warmup_seconds=0.0,
         cold_ttft=cold,
         warm_ttft=warm,
         rotations=7,
