@@ -108,7 +108,7 @@ class ServerTokenizer:
         self._session = session
         self._url = url
         self._model = model
-        self._headers = {**headers, "Content-Type": "application/json"}
+        self._headers = headers
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = asyncio.Semaphore(TOKENIZE_CONCURRENCY)
         self.name = f"server {url}"
@@ -117,18 +117,9 @@ class ServerTokenizer:
         return list(await asyncio.gather(*(self._count_one(text) for text in texts)))
 
     async def _count_one(self, text: str) -> int:
-        payload = orjson.dumps({"model": self._model, "prompt": text, "add_special_tokens": False})
+        payload = {"model": self._model, "prompt": text, "add_special_tokens": False}
         async with self._limit:
-            try:
-                async with self._session.post(
-                    self._url, data=payload, headers=self._headers, timeout=self._timeout
-                ) as resp:
-                    body = await resp.read()
-                    status = resp.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                raise TokenizerError(f"{self._url}: {_describe(exc)}") from exc
-        if status != 200:
-            raise TokenizerError(f"{self._url}: HTTP {status}")
+            body = await _post_json(self._session, self._url, payload, self._headers, self._timeout)
         return _parse_tokenize(body, self._url)
 
 
@@ -258,19 +249,7 @@ async def _prompt_tokens(
     else:
         url = f"{base_url}/completions"
         request["prompt"] = text
-    try:
-        async with session.post(
-            url,
-            data=orjson.dumps(request),
-            headers={**headers, "Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            body = await resp.read()
-            status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise TokenizerError(f"{url}: {_describe(exc)}") from exc
-    if status != 200:
-        raise TokenizerError(f"{url}: HTTP {status}")
+    body = await _post_json(session, url, request, headers, aiohttp.ClientTimeout(total=timeout))
     try:
         usage = orjson.loads(body)["usage"]
         value = usage["prompt_tokens"]
@@ -279,6 +258,30 @@ async def _prompt_tokens(
     if not isinstance(value, int) or value <= 0:
         raise TokenizerError(f"{url}: usage.prompt_tokens is {value!r}")
     return value
+
+
+async def _post_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    payload: dict[str, Any],
+    headers: dict[str, str],
+    timeout: aiohttp.ClientTimeout,
+) -> bytes:
+    """The body of a 200 answer; a network failure or any other status is a one-line error."""
+    try:
+        async with session.post(
+            url,
+            data=orjson.dumps(payload),
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=timeout,
+        ) as resp:
+            body = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise TokenizerError(f"{url}: {_describe(exc)}") from exc
+    if status != 200:
+        raise TokenizerError(f"{url}: HTTP {status}")
+    return body
 
 
 def _parse_tokenize(body: bytes, url: str) -> int:
