@@ -4,7 +4,8 @@ The server (`_sse_server.py`) runs in its own process, pinned to another CPU whe
 the client's CPU time is measured alone (`getrusage` of this process). Each run is a closed loop of
 N in-flight requests of 100-token streams (one token per event, then usage and `[DONE]`), after a
 warm-up that opens the connections. A minimal hand-written asyncio reader (keep-alive HTTP/1.1,
-orjson decode of every event) runs against the same server as the reference ceiling.
+orjson decode of every event) runs against the same server as the reference ceiling, and a plain
+aiohttp streaming client (the way most benchmark clients read streams) for comparison.
 
 Throughput table: requests/s, tokens/s, client CPU ms per request and requests per CPU-second, and
 the achieved in-flight count against the requested one, two ways: "slots busy" is the time-weighted
@@ -44,6 +45,7 @@ import orjson
 
 from tmesh.bench.client import ClientConfig, make_session, send_request
 from tmesh.bench.records import RequestPlan
+from tmesh.bench.sse import SSEParser
 
 SERVER = Path(__file__).with_name("_sse_server.py")
 TOKENS = 100
@@ -271,6 +273,40 @@ async def run_raw(port: int, inflight: int, n: int) -> Run:
             reader.writer.close()
 
 
+async def run_aiohttp(port: int, inflight: int, n: int) -> Run:
+    """For comparison: the usual aiohttp streaming client (one `session.post` per request, the
+    stream read with `iter_any`, SSE split with `SSEParser`, orjson decode of every event), the
+    way vLLM's and most benchmark clients read streams."""
+    url = f"http://127.0.0.1:{port}/v1/completions"
+    connector = aiohttp.TCPConnector(limit=inflight)
+    async with aiohttp.ClientSession(connector=connector, read_bufsize=4 << 20) as session:
+
+        async def send(index: int) -> Sample:
+            body = orjson.dumps(
+                {"model": "bench", "prompt": f"#{index} Say something.", "max_tokens": TOKENS,
+                 "stream": True, "stream_options": {"include_usage": True}}
+            )  # fmt: skip
+            parser = SSEParser()
+            t0 = time.monotonic()
+            t_first = t_end = 0.0
+            tokens = 0
+            async with session.post(url, data=body) as response:
+                async for data in response.content.iter_any():
+                    now = time.monotonic()
+                    for payload in parser.feed(data):
+                        if payload == b"[DONE]":
+                            t_end = now
+                            continue
+                        choices = orjson.loads(payload)["choices"]
+                        if choices and choices[0]["text"]:
+                            tokens += 1
+                            t_first = t_first or now
+                ok = response.status == 200 and tokens == TOKENS
+            return (index, t0, t_first, t_end or time.monotonic(), tokens, ok)
+
+        return await measure("plain aiohttp", inflight, [send] * inflight, n)
+
+
 def pinning(pin: bool) -> int | None:
     """Pinning isolates the two processes on an idle machine; on a shared one it makes each wait
     for its own busy CPU, so it is opt-in. Returns the server's CPU, if pinned."""
@@ -383,6 +419,8 @@ async def main_async(n: int, quick: bool, pin: bool) -> None:
             for inflight in levels:
                 runs.append((write, await run_raw(port, inflight, n)))
                 runs.append((write, await run_tmesh(port, inflight, n)))
+                if write == "batch" and inflight == 100:
+                    runs.append((write, await run_aiohttp(port, inflight, n)))
     print("\nThroughput against a zero-latency server")
     print_throughput(runs)
     print_ratios(runs)
