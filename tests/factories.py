@@ -1,4 +1,4 @@
-"""Records built the same way by many tests: the seed's workload, requests, run summaries."""
+"""Test data shared by several files: the seed's workload and labels, requests, run summaries."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ SEED_SPEC = WorkloadSpec(
     kv_bytes_per_token=49152,
 )
 """The seed announcement's example: gpt-oss-20b sized for a 100 GB offload buffer."""
+
+SEED_LABELS = [
+    "Elapsed Time",
+    "Total Number of Requests Processed",
+    "QPS",
+    "Global Average TTFT",
+    "Global Average ITL",
+    "Global Average Prefill Throughput",
+    "Global Average Decode Throughput",
+    "Requests Processed in Last 5 second Interval",
+    "Interval Average TTFT",
+    "Interval Average ITL",
+    "Interval Average Prefill Throughput",
+    "Interval Average Decode Throughput",
+]
+"""The seed's 5-second block, label by label in its order: people grep and parse these."""
 
 
 def request(

@@ -7,24 +7,10 @@ from dataclasses import replace
 
 import pytest
 from cli_helpers import SMALL_WORKLOAD, read_run, run_cli
+from factories import SEED_LABELS
 
 from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import start_simulator
-
-SEED_LABELS = [
-    "Elapsed Time",
-    "Total Number of Requests Processed",
-    "QPS",
-    "Global Average TTFT",
-    "Global Average ITL",
-    "Global Average Prefill Throughput",
-    "Global Average Decode Throughput",
-    "Requests Processed in Last 5 second Interval",
-    "Interval Average TTFT",
-    "Interval Average ITL",
-    "Interval Average Prefill Throughput",
-    "Interval Average Decode Throughput",
-]
 
 # Fast enough to finish many requests per interval, slow enough that TTFT is not just noise.
 SLOW_FAST = replace(PROFILES["fast"], t_fixed_s=2e-3)

@@ -6,7 +6,7 @@ import io
 from dataclasses import asdict
 
 import orjson
-from factories import SEED_SPEC, run_summary
+from factories import SEED_LABELS, SEED_SPEC, run_summary
 from rich.console import Console
 
 from tmesh.bench import console
@@ -76,7 +76,7 @@ Interval Average Decode Throughput: 942.3 tokens/s"""
 def test_interval_block_golden_seed_lines() -> None:
     lines = console.format_interval(seed_snapshot()).splitlines()
     assert "\n".join(lines[:12]) == SEED_BLOCK
-    assert [line.split(": ", 1)[0] for line in lines[:12]] == list(console.SEED_INTERVAL_LABELS)
+    assert [line.split(": ", 1)[0] for line in lines[:12]] == SEED_LABELS
 
 
 def test_seed_values_parse_as_number_then_unit() -> None:
@@ -112,7 +112,7 @@ def test_errors_line_totals_and_interval_by_kind() -> None:
 
 def test_no_request_interval_replaces_the_interval_part_with_one_line() -> None:
     lines = console.format_interval(seed_snapshot(interval_stats=WindowStats())).splitlines()
-    assert [line.split(": ", 1)[0] for line in lines[:7]] == list(console.SEED_INTERVAL_LABELS[:7])
+    assert [line.split(": ", 1)[0] for line in lines[:7]] == SEED_LABELS[:7]
     assert lines[7] == "no requests finished in the last 5 s"
     assert not any(line.startswith(("Interval Average", "Requests Processed")) for line in lines)
 

@@ -28,21 +28,6 @@ from tmesh.bench.records import (
 
 RUN_FOREVER_NOTE = "NOTE: tmesh-cli benchmark will run forever until you interrupt the process."
 
-SEED_INTERVAL_LABELS = (
-    "Elapsed Time",
-    "Total Number of Requests Processed",
-    "QPS",
-    "Global Average TTFT",
-    "Global Average ITL",
-    "Global Average Prefill Throughput",
-    "Global Average Decode Throughput",
-    "Requests Processed in Last 5 second Interval",
-    "Interval Average TTFT",
-    "Interval Average ITL",
-    "Interval Average Prefill Throughput",
-    "Interval Average Decode Throughput",
-)
-
 NOT_AVAILABLE = "n/a"
 
 _SERVER_LINES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from html import escape
-from pathlib import Path
 
 from tmesh.report import charts, series
 from tmesh.report.charts import PALETTE, Distribution, Line
@@ -20,11 +19,6 @@ from tmesh.report.html import (
 from tmesh.report.metrics import DISTRIBUTIONS, format_ratio, format_value
 
 GROUPS = {name: label for name, label, _unit, _better in DISTRIBUTIONS}
-
-
-def write_compare(comparison: Comparison, out: Path) -> Path:
-    out.write_text(render_compare(comparison), encoding="utf-8")
-    return out
 
 
 def render_compare(comparison: Comparison) -> str:

@@ -58,11 +58,6 @@ def load_seconds(cfg: EngineConfig, num_bytes: int) -> float:
     return cfg.per_op_latency_s + num_bytes / (cfg.cpu_load_gbps * 1e9)
 
 
-def store_seconds(cfg: EngineConfig, num_bytes: int) -> float:
-    """One GPU-to-CPU transfer on an idle link."""
-    return cfg.per_op_latency_s + num_bytes / (cfg.cpu_store_gbps * 1e9)
-
-
 def prefill_seconds(cfg: EngineConfig, prompt_tokens: int, computed: int) -> float:
     """Engine time to prefill a prompt alone on an idle engine, `computed` tokens already in KV."""
     total = 0.0
