@@ -16,7 +16,7 @@ import json
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
@@ -63,18 +63,26 @@ async def simulator(profile: str) -> AsyncIterator[str]:
         await asyncio.wait_for(process.wait(), 30)
 
 
+async def start_benchmark(
+    url: str, folder: Path, workload: Iterable[str], stdout: int, stderr: int
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *CLI,
+        "benchmark",
+        "--endpoint",
+        url,
+        *workload,
+        "--output-dir",
+        str(folder),
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
 async def benchmark(profile: str, folder: Path) -> None:
     async with simulator(profile) as url:
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            "benchmark",
-            "--endpoint",
-            url,
-            *WORKLOAD,
-            "--output-dir",
-            str(folder),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+        process = await start_benchmark(
+            url, folder, WORKLOAD, asyncio.subprocess.DEVNULL, asyncio.subprocess.PIPE
         )
         _, err = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
         assert process.returncode == 0, err.decode()[-2000:]
@@ -83,16 +91,9 @@ async def benchmark(profile: str, folder: Path) -> None:
 async def interrupted(folder: Path) -> None:
     """A run without an end, stopped by SIGINT once it printed its first progress block."""
     async with simulator("gpu-only") as url:
-        process = await asyncio.create_subprocess_exec(
-            *CLI,
-            "benchmark",
-            "--endpoint",
-            url,
-            *(arg for arg in WORKLOAD if arg not in ("--duration", "5", "--quiet", "--report")),
-            "--output-dir",
-            str(folder),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL,
+        unending = [a for a in WORKLOAD if a not in ("--duration", "5", "--quiet", "--report")]
+        process = await start_benchmark(
+            url, folder, unending, asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
         )
         async for line in process.stdout:
             if line.startswith(b"Elapsed Time"):
