@@ -277,7 +277,6 @@ class _Exchange:
     """
 
     __slots__ = (
-        "chat",
         "config",
         "conn",
         "detail",
@@ -285,7 +284,6 @@ class _Exchange:
         "error",
         "error_body",
         "last",
-        "loop",
         "parser",
         "received",
         "retry_after",
@@ -298,8 +296,6 @@ class _Exchange:
 
     def __init__(self, config: ClientConfig, loop: asyncio.AbstractEventLoop, t0: float) -> None:
         self.config = config
-        self.loop = loop
-        self.chat = config.api == "chat"
         self.done: asyncio.Future[None] = loop.create_future()
         self.conn: _Connection | None = None
         self.t0 = t0
@@ -309,7 +305,7 @@ class _Exchange:
         self.status: int | None = None
         self.sse = False
         self.parser = SSEParser()
-        self.stream = StreamState(self.chat)
+        self.stream = StreamState(config.api == "chat")
         self.error_body: list[bytes] = []
         self.error: str | None = None
         self.detail: str | None = None
