@@ -522,7 +522,8 @@ class StreamState:
         return 1 if self._decode(payload) else 0
 
     def _decode(self, payload: bytes) -> bool:
-        """Full decode of one event; returns whether it carried generated text."""
+        """Full decode of one event; returns whether it carried generated text. An error object
+        (`{"error": …}`, or vLLM's `{"object": "error", …}`) is an event without choices."""
         try:
             event = orjson.loads(payload)
             choices = event.get("choices")
