@@ -6,8 +6,10 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from tmesh.sim.profiles import PROFILES
 
 SMALL_WORKLOAD = [
     "--num-contexts", "4",
@@ -15,6 +17,10 @@ SMALL_WORKLOAD = [
     "--output-length", "12",
     "--max-inflight", "2",
 ]  # fmt: skip
+
+
+# Fast enough to finish many requests per interval, slow enough that TTFT is not just noise.
+CLI_PROFILE = replace(PROFILES["fast"], t_fixed_s=2e-3)
 
 
 @dataclass

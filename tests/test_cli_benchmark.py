@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import pytest
-from cli_helpers import SMALL_WORKLOAD, read_run, run_cli
+from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_run, run_cli
 from factories import SEED_LABELS
 
-from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import start_simulator
-
-# Fast enough to finish many requests per interval, slow enough that TTFT is not just noise.
-SLOW_FAST = replace(PROFILES["fast"], t_fixed_s=2e-3)
 
 
 @pytest.fixture
 async def sim():
-    async with await start_simulator(SLOW_FAST) as handle:
+    async with await start_simulator(CLI_PROFILE) as handle:
         yield handle
 
 

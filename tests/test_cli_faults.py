@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 
-from cli_helpers import SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
+from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
 
 from tmesh.sim.faults import FaultConfig
-from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import start_simulator
-
-PROFILE = replace(PROFILES["fast"], t_fixed_s=2e-3)
 
 
 async def test_mixed_faults_are_counted_and_the_run_goes_on(tmp_path) -> None:
@@ -28,7 +24,7 @@ async def test_mixed_faults_are_counted_and_the_run_goes_on(tmp_path) -> None:
         seed=7,
     )
     out = tmp_path / "run"
-    async with await start_simulator(PROFILE, faults=faults) as handle:
+    async with await start_simulator(CLI_PROFILE, faults=faults) as handle:
         result = await run_cli(
             "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--max-requests", "150",
             "--interval", "1", "--output-dir", str(out),
@@ -54,7 +50,7 @@ async def test_mixed_faults_are_counted_and_the_run_goes_on(tmp_path) -> None:
 
 async def test_run_resumes_after_server_restart(tmp_path) -> None:
     out = tmp_path / "run"
-    async with await start_simulator(PROFILE) as handle:
+    async with await start_simulator(CLI_PROFILE) as handle:
         proc = await start_cli(
             "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
             "--duration", "8", "--output-dir", str(out),
@@ -76,7 +72,7 @@ async def test_run_resumes_after_server_restart(tmp_path) -> None:
 
 async def test_server_gone_for_good_exits_1_with_summary(tmp_path) -> None:
     out = tmp_path / "run"
-    async with await start_simulator(PROFILE) as handle:
+    async with await start_simulator(CLI_PROFILE) as handle:
         proc = await start_cli(
             "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
             "--max-consecutive-errors", "20", "--output-dir", str(out),

@@ -9,19 +9,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from cli_helpers import SMALL_WORKLOAD, cli_env, read_run, read_until, run_cli, start_cli
+from cli_helpers import (
+    CLI_PROFILE,
+    SMALL_WORKLOAD,
+    cli_env,
+    read_run,
+    read_until,
+    run_cli,
+    start_cli,
+)
 
 from tmesh.sim.faults import FaultConfig
-from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import start_simulator
 
-PROFILE = replace(PROFILES["fast"], t_fixed_s=2e-3)
 SECRET = "sk-live-0123456789abcdef0123456789"
 
 
 @pytest.fixture
 async def sim():
-    async with await start_simulator(PROFILE) as handle:
+    async with await start_simulator(CLI_PROFILE) as handle:
         yield handle
 
 
@@ -92,7 +98,7 @@ async def test_signal_stops_with_summary_and_files(sim, tmp_path, sig) -> None:
 async def test_second_sigint_exits_130_with_valid_files(tmp_path) -> None:
     stalling = FaultConfig(stall_rate=1.0, stall_seconds=60.0)
     out = tmp_path / "run"
-    async with await start_simulator(PROFILE, faults=stalling) as handle:
+    async with await start_simulator(CLI_PROFILE, faults=stalling) as handle:
         proc = await start_cli(
             "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
             "--output-dir", str(out),
@@ -113,7 +119,7 @@ def _everything_written(result, run_dir: Path) -> str:
 
 
 async def test_api_key_never_appears_anywhere(tmp_path) -> None:
-    async with await start_simulator(PROFILE, api_key=SECRET) as handle:
+    async with await start_simulator(CLI_PROFILE, api_key=SECRET) as handle:
         flag_run = await run_cli(
             "benchmark", "--endpoint", handle.url, "--api-key", SECRET, *SMALL_WORKLOAD,
             "--max-requests", "6", "--output-dir", str(tmp_path / "a"), "--report",
@@ -143,7 +149,7 @@ async def test_api_key_never_appears_anywhere(tmp_path) -> None:
 
 
 async def test_unknown_model_needs_a_flag_unless_contexts_are_given(tmp_path) -> None:
-    unknown = replace(PROFILE, model="acme/mystery-7b")
+    unknown = replace(CLI_PROFILE, model="acme/mystery-7b")
     async with await start_simulator(unknown) as handle:
         refused = await run_cli(
             "benchmark", "--endpoint", handle.url, "--output-dir", str(tmp_path / "a")
