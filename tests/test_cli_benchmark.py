@@ -84,6 +84,8 @@ async def test_prompt_tokens_match_the_plan(sim, tmp_path) -> None:
     ]  # fmt: skip
     for tokens in by_context.values():
         assert all(1500 < t < 1500 + 40 for t in tokens)
+    assert all(r["usage_reported"] for r in requests)
+    assert [r["prompt_tokens"] for r in requests] == [r["planned_prompt_tokens"] for r in requests]
 
 
 async def test_max_requests_and_json_output(sim, tmp_path) -> None:

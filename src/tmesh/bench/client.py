@@ -405,6 +405,7 @@ class _Exchange:
             t0=self.t0 - origin,
             t_end=self.t_end - origin,
             prompt_tokens=plan.expected_prompt_tokens,
+            planned_prompt_tokens=plan.expected_prompt_tokens,
             status=self.status,
             retry_after=self.retry_after,
         )

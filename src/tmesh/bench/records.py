@@ -63,7 +63,9 @@ class RequestRecord:
 
     `t_first`/`t_last` are the first and last SSE events carrying generated text (reasoning text
     included); `t_end` the end of the stream (or of the failure). `usage_reported` says whether
-    token counts came from the server's `usage` or were estimated by the client.
+    token counts came from the server's `usage` or were estimated by the client;
+    `planned_prompt_tokens` is what the prompt builder counted, so a run's files alone show
+    whether the server agrees with tmesh's token counts.
     """
 
     index: int
@@ -76,6 +78,7 @@ class RequestRecord:
     t_last: float | None = None
     t_end: float | None = None
     prompt_tokens: int = 0
+    planned_prompt_tokens: int = 0
     completion_tokens: int = 0
     usage_reported: bool = False
     cached_tokens: int | None = None
