@@ -166,6 +166,7 @@ def test_prompt_tokens_equal_the_plan(run: Run) -> None:
             run.plan.context_tokens[record["context_id"]]
             + run.plan.question_tokens[record["context_id"]][record["question_id"]]
         )
+        assert record["planned_prompt_tokens"] == planned, record
         assert abs(record["prompt_tokens"] - planned) <= TOKEN_TOLERANCE * planned, (
             record["prompt_tokens"],
             planned,
