@@ -163,3 +163,27 @@ async def test_unknown_model_needs_a_flag_unless_contexts_are_given(tmp_path) ->
     assert "--kv-bytes-per-token" in line and "--model-config" in line
     assert sized_by_hand.code == 0, sized_by_hand.stderr
     assert "found model: acme/mystery-7b" in sized_by_hand.stdout
+
+
+async def test_prometheus_exporter_serves_live_metrics(sim, tmp_path, unused_tcp_port) -> None:
+    import aiohttp
+    from prometheus_client.parser import text_string_to_metric_families
+
+    proc = await start_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--interval", "1",
+        "--prometheus-port", str(unused_tcp_port), "--output-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    await read_until(proc.stdout, "Elapsed Time")
+    url = f"http://127.0.0.1:{unused_tcp_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    proc.send_signal(signal.SIGINT)
+    await asyncio.wait_for(proc.communicate(), 60)
+    samples = {
+        (s.name, s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("tmesh_requests_total", "ok")] > 0
+    assert samples[("tmesh_qps", None)] > 0
+    assert any(name == "tmesh_ttft_seconds_count" for name, _ in samples)
