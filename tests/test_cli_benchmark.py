@@ -118,3 +118,16 @@ async def test_workers_share_the_workload_and_merge_exactly(sim, tmp_path) -> No
     ttfts = sorted(r["ttft"] for r in requests)
     assert summary["overall"]["ttft"]["max"] == pytest.approx(ttfts[-1], rel=1e-6)
     assert summary["overall"]["ttft"]["mean"] == pytest.approx(sum(ttfts) / 40, rel=1e-6)
+
+
+async def test_verdict_from_client_ttft_without_server_metrics(sim, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-requests", "24",
+        "--no-server-metrics", "--quiet", "--output-dir", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    _, _, intervals, summary = read_run(out)
+    assert summary["verdict"]
+    assert summary["server"] is None
+    assert all(snap["server"] is None for snap in intervals)

@@ -197,10 +197,7 @@ class Session:
     def finish(self, stop_reason: str) -> RunSummary:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
-        if self.scraper and self.first_sample is not None and self.last_sample is not None:
-            summarize_cache(
-                summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample
-            )
+        summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
         self.files.write_summary(summary)
         self.files.flush()
         self.summary_written = True
