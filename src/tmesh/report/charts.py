@@ -229,7 +229,10 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
         )
     ax.set_xlabel("context rotation" if span == 1 else f"context rotation (groups of {span})")
     ax.set_ylabel(f"TTFT ({unit})")
-    ax.set_ylim(bottom=0)
+    if _wide(ttft):
+        _log_y(ax)
+    else:
+        ax.set_ylim(bottom=0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _rotation_label(v, span)))
     ax.xaxis.get_major_locator().set_params(integer=True)
     for kind, color, _chosen in kinds:
@@ -293,9 +296,15 @@ def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
     return 1.0, "s"
 
 
+def _wide(values: np.ndarray) -> bool:
+    """Spread too wide for a linear axis: cache hits would be flattened against zero."""
+    positive = values[values > 0]
+    return bool(len(positive)) and np.max(positive) / max(np.min(positive), 1e-12) > LOG_SPREAD
+
+
 def _bins(values: np.ndarray) -> tuple[np.ndarray, bool]:
     positive = values[values > 0]
-    if len(positive) and np.max(positive) / max(np.min(positive), 1e-12) > LOG_SPREAD:
+    if _wide(values):
         edges = np.geomspace(np.min(positive), np.max(positive) * 1.0001, 50)
         return edges, True
     return np.histogram_bin_edges(values, bins=min(50, max(10, int(math.sqrt(len(values)))))), False
@@ -356,6 +365,12 @@ def _log_x(ax: Axes) -> None:
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
     ax.xaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+
+
+def _log_y(ax: Axes) -> None:
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+    ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
 
 
 def _plain(value: float, _position: int | None) -> str:
