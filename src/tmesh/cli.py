@@ -71,7 +71,7 @@ def _add_benchmark_flags(p: argparse.ArgumentParser) -> None:
     target.add_argument(
         "--demo",
         action="store_true",
-        help="run against the built-in simulated engine (stops after 60 s unless --duration)",
+        help="run against the built-in simulated engine (stops after 90 s unless --duration)",
     )
     target.add_argument(
         "--profile",
