@@ -4,7 +4,7 @@ The simulated engine (`fast` profile, near-zero latency) runs in its own process
 benchmark --json` runs in another, and each interval line it prints is a moment to read its RSS
 from /proc. Prints RSS after the first interval, at the end, the peak, and the growth in between.
 
-    python benchmarks/long_run.py [--requests 100000] [--inflight 20]
+    python benchmarks/long_run.py [--requests 100000] [--inflight 20] [--workers 1]
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--inflight", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="tmesh-cli --workers (RSS: parent)")
     args = parser.parse_args()
     port = free_port()
     cli = [sys.executable, "-m", "tmesh.cli"]
@@ -68,7 +69,8 @@ def measure(cli: list[str], port: int, args: argparse.Namespace, out: Path) -> i
     bench = subprocess.Popen(
         [*cli, "benchmark", "--endpoint", f"127.0.0.1:{port}", "--num-contexts", "8",
          "--input-length", "512", "--output-length", "16", "--max-inflight", str(args.inflight),
-         "--max-requests", str(args.requests), "--json", "--output-dir", str(out)],
+         "--max-requests", str(args.requests), "--workers", str(args.workers), "--json",
+         "--output-dir", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
