@@ -16,6 +16,8 @@ from rich.console import Console
 from tmesh.bench import console as fmt
 from tmesh.bench.records import IntervalSnapshot, RunSummary
 
+PIPE_WIDTH = 120
+
 
 class View:
     def __init__(
@@ -65,8 +67,14 @@ class View:
             line = orjson.dumps({"summary": summary, "run_dir": str(run_dir)}).decode()
             print(line, file=self._stdout, flush=True)
             return
-        fmt.render_summary(summary, Console(file=self._stdout, highlight=False))
+        table_console = Console(file=self._stdout, highlight=False, width=self._width())
+        fmt.render_summary(summary, table_console)
         print(f"results: {run_dir}", file=self._stdout, flush=True)
+
+    def _width(self) -> int | None:
+        """A terminal's own width; 120 columns for files and pipes (rich would assume 80 and wrap
+        every number of the summary table)."""
+        return None if self._stdout.isatty() else PIPE_WIDTH
 
     def flush(self) -> None:
         self._stdout.flush()
