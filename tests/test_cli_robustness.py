@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from cli_helpers import (
     CLI_PROFILE,
     SMALL_WORKLOAD,
@@ -18,6 +19,7 @@ from cli_helpers import (
     run_cli,
     start_cli,
 )
+from net_helpers import serve_app
 
 from tmesh.sim.faults import FaultConfig
 from tmesh.sim.server import start_simulator
@@ -187,3 +189,33 @@ async def test_prometheus_exporter_serves_live_metrics(sim, tmp_path, unused_tcp
     assert samples[("tmesh_requests_total", "ok")] > 0
     assert samples[("tmesh_qps", None)] > 0
     assert any(name == "tmesh_ttft_seconds_count" for name, _ in samples)
+
+
+def _models_app(status: int, body: str, content_type: str = "application/json") -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body, content_type=content_type)
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "expected"),
+    [
+        (404, "not here", "text/plain", "404"),
+        (403, '{"error": "forbidden"}', "application/json", "--api-key"),
+        (200, "<html>proxy login</html>", "text/html", "JSON"),
+        (200, '{"data": []}', "application/json", "no model"),
+        (200, '{"models": ["x"]}', "application/json", "data"),
+    ],
+)
+async def test_discovery_failures_exit_2_naming_cause_and_url(
+    status, body, content_type, expected
+) -> None:
+    async with serve_app(_models_app(status, body, content_type)) as url:
+        result = await run_cli("benchmark", "--endpoint", url)
+    assert result.code == 2
+    line = _one_line_error(result)
+    assert expected.lower() in line.lower()
+    assert f"{url}/v1/models" in line
