@@ -45,6 +45,7 @@ async def test_benchmark_prints_seed_blocks_and_writes_files(sim, tmp_path, api)
     assert "api_key: (none)" in stdout
     assert "Workload Specifications:" in stdout
     assert "Number of Contexts: 4" in stdout
+    assert "KV Bytes per Token: 49152" in stdout
     blocks = _blocks(stdout)
     assert len(blocks) >= 2
     for block in blocks[:2]:

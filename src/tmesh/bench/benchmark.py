@@ -24,6 +24,7 @@ from tmesh.bench.capabilities import probe_ignore_eos
 from tmesh.bench.client import ClientConfig, make_session, send_request
 from tmesh.bench.endpoint import Discovery, auth_headers, discover, mask_key, normalize_endpoint
 from tmesh.bench.exporter import Exporter
+from tmesh.bench.models import kv_bytes_per_token
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.prompts import PromptSet, build_prompt_set
 from tmesh.bench.recorder import Recorder
@@ -96,8 +97,11 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
 
 
 def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
-    kv_bytes = None
-    if opts.num_contexts is None or opts.kv_bytes_per_token or opts.model_config:
+    by_hand = opts.num_contexts is not None
+    if by_hand and opts.kv_bytes_per_token is None and opts.model_config is None:
+        # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
+        kv_bytes = kv_bytes_per_token(found.model)
+    else:
         kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
     spec = size_workload(
         found.model,
