@@ -156,6 +156,15 @@ def test_compare_page_shows_each_runs_summary_and_ratios(runs: dict[str, Run]) -
     assert "cpu-offload served" in page
 
 
+def test_labels_with_dollar_signs_are_plain_legend_text(runs: dict[str, Run]) -> None:
+    """A pair of `$` in a --labels name is text, not matplotlib mathtext (which failed to parse)."""
+    labels = ["$\\foo$ <b>", "x^2$ & $y"]
+    page = render_compare(compare_runs([runs["gpu"], runs["cpu"]], labels))
+    assert "<!-- $\\foo$ &lt;b&gt; -->" in page
+    assert "<!-- x^2$ &amp; $y -->" in page
+    assert "<b>" not in page
+
+
 def test_compare_formats_carry_the_same_numbers(runs: dict[str, Run]) -> None:
     comparison = compare_runs([runs["gpu"], runs["cpu"]])
     document = json.loads(formats.compare_json(comparison))

@@ -3,8 +3,9 @@
 SVG keeps a report one self-contained file that stays sharp when zoomed or printed, and needs no
 script to display. Figures are built with the object API on the SVG canvas (no pyplot, so no GUI
 backend and no global figure state); text is rendered as paths so the page looks the same on a
-machine without matplotlib's fonts. Functions take plain series and return markup: they know
-nothing about run folders.
+machine without matplotlib's fonts, and never parsed as mathtext, because legend entries carry
+user-chosen run labels in which a pair of `$` would otherwise be rendered as math or fail to
+parse. Functions take plain series and return markup: they know nothing about run folders.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ STYLE = {
     "legend.fontsize": 9.5,
     "axes.axisbelow": True,
     "svg.fonttype": "path",
+    "text.parse_math": False,
 }
 WIDTH, HEIGHT = 10.5, 3.8
 MARGINS = (0.95, 0.2, 0.6, 0.45)
