@@ -12,7 +12,8 @@ import pytest
 from fixtures.runs.synthetic import RunShape, write_run
 
 from tmesh.bench.records import RunSummary
-from tmesh.report.load import RunLoadError, build_record, load_run
+from tmesh.report.html import render_report
+from tmesh.report.load import SUMMARY, RunLoadError, build_record, load_run
 
 
 @pytest.fixture(scope="module")
@@ -162,4 +163,20 @@ def test_build_record_ignores_unknown_keys_and_checks_numbers(complete: Path) ->
     assert build_record(RunSummary, data).qps == data["qps"]
     data["overall"]["ttft"]["mean"] = "fast"
     with pytest.raises(ValueError, match="mean has an unexpected value 'fast'"):
+        build_record(RunSummary, data)
+
+
+def test_null_and_non_numeric_map_values(complete: Path, tmp_path: Path) -> None:
+    """orjson writes a NaN server gauge as null: the report leaves it out instead of failing."""
+    folder = _copy(complete, tmp_path)
+    data = json.loads((folder / "summary.json").read_text())
+    data["server"]["kv_usage_perc"] = None
+    (folder / "summary.json").write_text(json.dumps(data))
+    run = load_run(folder)
+    assert run.summary_source == SUMMARY
+    assert "kv_usage_perc" not in run.summary.server
+    assert run.summary.server["gpu_hit_rate"] == data["server"]["gpu_hit_rate"]
+    assert "server: GPU KV cache in use" not in render_report(run)
+    data["overall"]["errors"] = {"timeout": "many"}
+    with pytest.raises(ValueError, match=r"errors\.timeout has an unexpected value 'many'"):
         build_record(RunSummary, data)

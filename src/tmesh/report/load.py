@@ -284,8 +284,22 @@ def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
         elif is_dataclass(option):
             return build_record(option, value)
         elif typing.get_origin(option) is dict and isinstance(value, dict):
-            return value
+            return _number_map(option, value, name)
     raise RecordShapeError(f"{name} has an unexpected value {value!r:.40}")
+
+
+def _number_map(option: Any, value: dict[str, Any], name: str) -> dict[str, Any]:
+    """A `dict[str, number]` field (error counts, server figures) with its values checked too.
+
+    A null value is left out: it is how orjson writes a NaN, e.g. a gauge a server exposed as NaN,
+    and renderers treat a missing key as "not known".
+    """
+    members = _union_members(typing.get_args(option)[1])
+    return {
+        key: _convert(members, item, f"{name}.{key}")
+        for key, item in value.items()
+        if item is not None
+    }
 
 
 def _union_members(hint: Any) -> tuple[Any, ...]:
