@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import replace
 
@@ -46,6 +47,9 @@ def test_describe_profiles_lists_every_profile_with_its_ttfts() -> None:
         ("time_scale", 0.0, "time_scale"),
         ("t_fixed_s", -1.0, "t_fixed_s"),
         ("cpu_offload_gb", -1.0, "cpu_offload_gb"),
+        ("cpu_offload_gb", math.inf, "cpu_offload_gb must be a finite number"),
+        ("t_fixed_s", math.inf, "t_fixed_s must be a finite number"),
+        ("time_scale", math.nan, "time_scale must be a finite number"),
     ],
 )
 def test_invalid_overrides_fail_with_one_line(field: str, value: float, message: str) -> None:

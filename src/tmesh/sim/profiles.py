@@ -12,6 +12,7 @@ a CPU-tier load, and the GPU capacity relative to the 61-context working set.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 from tmesh.sim import latency
@@ -148,8 +149,16 @@ class EngineConfig:
 
 
 def _config_problems(cfg: EngineConfig) -> list[str]:
-    """Reasons a config cannot run, first one reported; vLLM refuses to start on the same ones."""
+    """Reasons a config cannot run, first one reported; vLLM refuses to start on the same ones.
+
+    Infinite or NaN figures (`--cpu-offload-gb inf`) are refused first: they pass every range
+    check below and then fail as a traceback when sizing the CPU tier, or make a step never end.
+    """
+    floats = [f.name for f in fields(cfg) if isinstance(getattr(cfg, f.name), float)]
     checks = [
+        (math.isfinite(getattr(cfg, name)), f"{name} must be a finite number") for name in floats
+    ]
+    checks += [
         (cfg.block_size > 0, "block_size must be positive"),
         (cfg.gpu_kv_tokens >= cfg.block_size, "gpu_kv_tokens must hold at least one block"),
         (
