@@ -15,7 +15,7 @@ import multiprocessing as mp
 import queue
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from tmesh.bench.runner import LoadLoop, LoopControl, RecordFn, StopRules, TickF
 from tmesh.bench.schedule import tiling_plans
 
 READ_POLL_S = 0.5
+PARENT_POLL_S = 0.5
 
 
 @dataclass
@@ -90,12 +91,33 @@ async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
         )
         aio = asyncio.get_running_loop()
         watcher = threading.Thread(
-            target=lambda: (stop.get(), aio.call_soon_threadsafe(loop.request_stop, "signal")),
+            target=_watch,
+            args=(
+                stop,
+                mp.parent_process(),
+                lambda: aio.call_soon_threadsafe(loop.request_stop, "signal"),
+            ),
             daemon=True,
         )
         watcher.start()
         await loop.run()
     outbox.put(("done", task.worker, None))
+
+
+def _watch(stop: Any, parent: Any, request_stop: Callable[[], None]) -> None:
+    """Wait for the parent's stop message, or for the parent to die.
+
+    A worker ignores Ctrl-C, so one whose parent was killed (`kill -9`, OOM killer) would
+    otherwise load the server forever with nobody reading its records.
+    """
+    while True:
+        try:
+            stop.get(timeout=PARENT_POLL_S)
+            break
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                break
+    request_stop()
 
 
 class WorkerPool(LoopControl):
