@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import time
 
+import pytest
+
 from tmesh.bench.records import RequestPlan, RequestRecord
 from tmesh.bench.runner import LoadLoop, LoadMeter, StopRules, next_backoff
 
@@ -82,6 +84,22 @@ async def test_request_stop_ends_the_loop() -> None:
     state = await loop.run()
     assert state.stop_reason == "signal"
     assert 10 <= len(records) <= 12
+
+
+async def test_a_slot_that_raises_stops_the_run_and_the_error_surfaces() -> None:
+    server, records = FakeServer(), []
+    loop = _loop(server, records, 3, StopRules())
+
+    def on_record(record: RequestRecord) -> None:
+        records.append(record)
+        if len(records) == 5:
+            raise OSError(28, "No space left on device")
+
+    loop._on_record = on_record
+    with pytest.raises(OSError, match="No space left"):
+        await asyncio.wait_for(loop.run(), 10)
+    assert loop.state.stop_reason == "failed"
+    assert len(records) < 5 + 2 * 3
 
 
 def test_backoff_honours_retry_after_and_caps_it() -> None:

@@ -237,11 +237,22 @@ class LoadLoop(LoopControl):
 
     async def _drive(self) -> None:
         slots = [asyncio.create_task(self._slot()) for _ in range(self._slots)]
+        for slot in slots:
+            slot.add_done_callback(self._slot_ended)
         await self.state.stop.wait()
         _, pending = await asyncio.wait(slots, timeout=self._rules.grace_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for slot in slots:
+            if not slot.cancelled() and slot.exception() is not None:
+                raise slot.exception()  # type: ignore[misc]
+
+    def _slot_ended(self, slot: asyncio.Task[None]) -> None:
+        """A slot that raised must end the run: the others would go on at part of the load
+        (none at all once each had hit the same fault) until the deadline, or forever."""
+        if not slot.cancelled() and slot.exception() is not None:
+            self.state.request_stop("failed")
 
     def _may_issue(self) -> bool:
         limit = self._rules.max_requests
