@@ -6,11 +6,17 @@ import asyncio
 import os
 import select
 import signal
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_until, start_cli
 
+from tmesh.bench.client import ClientConfig
+from tmesh.bench.prompts import PromptSet
+from tmesh.bench.runner import StopRules
+from tmesh.bench.workers import WorkerPool, worker_tasks
 from tmesh.sim.server import start_simulator
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="Linux: needs os.pidfd_open")
@@ -65,3 +71,24 @@ async def test_workers_stop_when_the_parent_is_killed(tmp_path) -> None:
             os.kill(pid, signal.SIGKILL)
         await asyncio.wait_for(proc.communicate(), 30)
     assert alive == [], "worker processes kept loading the server after their parent died"
+
+
+async def _no_tick(now, health) -> None:
+    return None
+
+
+async def test_a_failed_worker_stops_the_run_with_its_reason() -> None:
+    prompts = PromptSet(["context " * 50] * 2, [["q?"]] * 2, [100] * 2, [[2]] * 2, "x", False)
+    records: list = []
+    async with await start_simulator(CLI_PROFILE) as handle:
+        config = ClientConfig(handle.url + "/v1", "completions", "sim", {}, 4, 30.0)
+        rules = StopRules(duration=60.0, grace_s=2.0)
+        origin = time.monotonic()
+        good, bad = worker_tasks(2, 2, config, prompts, 0, origin, False, 1.0, rules)
+        bad = replace(bad, prompts=PromptSet([], [], [], [], "x", False))
+        pool = WorkerPool([good, bad], records.append, _no_tick, rules, origin, 1.0)
+        state = await asyncio.wait_for(pool.run(), 60)
+    assert state.stop_reason == "worker-lost"
+    assert state.fatal is not None
+    assert "worker 1 failed: ValueError" in state.fatal
+    assert time.monotonic() - origin < 30, "the run went on with half its load"

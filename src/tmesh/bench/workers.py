@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import queue
 import signal
 import threading
@@ -62,10 +63,17 @@ def run_worker(task: WorkerTask, outbox: Any, stop: Any) -> None:
     `stop` is a queue, not an Event: setting a multiprocessing Event waits for every process
     sleeping on it to wake, and hangs forever once one of them has exited.
 
-    Ctrl-C reaches the whole process group; only the parent decides how a run ends.
+    Ctrl-C reaches the whole process group; only the parent decides how a run ends. A failure
+    goes to the parent as one line, which stops the run with it, rather than as a traceback
+    (`TMESH_DEBUG=1` shows that too).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    asyncio.run(_work(task, outbox, stop))
+    try:
+        asyncio.run(_work(task, outbox, stop))
+    except Exception as exc:
+        outbox.put(("failed", task.worker, f"failed: {type(exc).__name__}: {exc}"))
+        if os.environ.get("TMESH_DEBUG"):
+            raise
 
 
 async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
@@ -153,8 +161,16 @@ class WorkerPool(LoopControl):
         )
         reader.start()
         stopper = asyncio.create_task(self._stop_workers_on(stops))
-        await all_done.wait()
-        stopper.cancel()
+        try:
+            await all_done.wait()
+        finally:
+            stopper.cancel()
+            await self._reap(procs, stops)
+
+    async def _reap(self, procs: list[Any], stops: list[Any]) -> None:
+        """Stop and join every worker: also when the parent fails, so none is left running."""
+        for stop in stops:
+            stop.put(None)
         for proc in procs:
             await asyncio.to_thread(proc.join, self._rules.grace_s)
             if proc.is_alive():
@@ -168,20 +184,34 @@ class WorkerPool(LoopControl):
     def _read(
         self, outbox: Any, procs: list[Any], aio: asyncio.AbstractEventLoop, done: Any
     ) -> None:
-        """Forward worker messages to the event loop until every worker said done or died."""
-        finished = 0
-        while finished < len(procs):
+        """Forward worker messages to the event loop until every worker said done or is gone.
+
+        A worker already dead when a read then finds the queue empty has nothing left in it: if
+        it never said done, it was lost (killed, say by the OOM killer), and the run stops
+        rather than go on with part of its load.
+        """
+        ended: set[int] = set()
+        while len(ended) < len(procs):
+            dead = {w for w, proc in enumerate(procs) if not proc.is_alive()}
             try:
                 kind, worker, payload = outbox.get(timeout=READ_POLL_S)
             except queue.Empty:
-                if not any(proc.is_alive() for proc in procs):
-                    break
+                for w in sorted(dead - ended):
+                    ended.add(w)
+                    why = f"exited unexpectedly (exit code {procs[w].exitcode})"
+                    aio.call_soon_threadsafe(self._lost, w, why)
                 continue
             if kind == "done":
-                finished += 1
+                ended.add(worker)
+            elif kind == "failed":
+                ended.add(worker)
+                aio.call_soon_threadsafe(self._lost, worker, payload)
             else:
                 aio.call_soon_threadsafe(self._receive, kind, worker, payload)
         aio.call_soon_threadsafe(done.set)
+
+    def _lost(self, worker: int, why: str) -> None:
+        self.state.request_stop("worker-lost", fatal=f"stopping: worker {worker} {why}")
 
     def _receive(self, kind: str, worker: int, payload: Any) -> None:
         if kind == "health":
