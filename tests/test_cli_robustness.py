@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,8 @@ from aiohttp import web
 from cli_helpers import (
     CLI_PROFILE,
     SMALL_WORKLOAD,
+    Result,
+    cli_command,
     cli_env,
     read_run,
     read_until,
@@ -219,3 +222,47 @@ async def test_discovery_failures_exit_2_naming_cause_and_url(
     line = _one_line_error(result)
     assert expected.lower() in line.lower()
     assert f"{url}/v1/models" in line
+
+
+def _file_size_limit(limit: int):
+    """A child's preexec hook: writes past `limit` bytes fail with EFBIG, as on a full disk."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+async def test_run_folder_that_stops_taking_writes_ends_the_run_in_one_line(sim, tmp_path) -> None:
+    out = tmp_path / "run"
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command(
+            "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--interval", "1",
+            "--output-dir", str(out),
+        ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+        preexec_fn=_file_size_limit(48_000),
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    result = Result(proc.returncode or 0, stdout.decode(), stderr.decode())
+    assert result.code == 1, result.stderr
+    assert "too large" in _one_line_error(result).lower()
+    assert "tmesh benchmark summary" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "write-error"
+    assert summary["total_requests"] > 0
+
+
+async def test_report_that_cannot_be_written_is_one_line(sim, tmp_path) -> None:
+    out = tmp_path / "run"
+    (out / "report.html").mkdir(parents=True)
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-requests", "4",
+        "--output-dir", str(out), "--report",
+    )  # fmt: skip
+    assert result.code == 1, result.stderr
+    line = _one_line_error(result)
+    assert "cannot write the report" in line and "internal error" not in line
+    assert json.loads((out / "summary.json").read_text())["total_requests"] == 4

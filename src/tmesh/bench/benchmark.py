@@ -12,9 +12,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -36,7 +38,7 @@ from tmesh.bench.records import (
     RunSummary,
     WorkloadSpec,
 )
-from tmesh.bench.runfiles import RunFiles, default_run_dir
+from tmesh.bench.runfiles import RunFiles, RunFilesError, default_run_dir
 from tmesh.bench.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.schedule import tiling_plans
 from tmesh.bench.servermetrics import ServerMetricsScraper, default_metrics_url
@@ -162,13 +164,15 @@ class Session:
         self.files = RunFiles(opts.output_dir or default_run_dir(), opts.max_records)
         self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
         self.scraper: ServerMetricsScraper | None = None
+        self.loop: LoopControl | None = None
         self.first_sample = self.last_sample = None
         self.summary_written = False
+        self.files_error: str | None = None
         self._said_unavailable = False
 
     def on_record(self, record: RequestRecord) -> None:
         self.recorder.add(record)
-        self.files.append_request(record)
+        self._write(self.files.append_request, record)
         if self.exporter:
             self.exporter.observe(record)
 
@@ -179,7 +183,7 @@ class Session:
         """Scrape the server and close the interval; also run once at stop for the last part."""
         server = await self._scrape_interval()
         snap = self.recorder.snapshot(now, server=server, health=health)
-        self.files.append_interval(snap)
+        self._write(self.files.append_interval, snap)
         if self.exporter:
             self.exporter.update(snap)
         return snap
@@ -202,10 +206,24 @@ class Session:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
-        self.files.write_summary(summary)
-        self.files.flush()
+        try:
+            self.files.write_summary(summary)
+        except RunFilesError as exc:
+            self.files_error = self.files_error or str(exc)
         self.summary_written = True
         return summary
+
+    def _write(self, write: Callable[[Any], None], item: Any) -> None:
+        """A run folder that stops taking writes (disk full, quota) stops the run, which still
+        ends with its summary on stdout and one line naming the problem, not a traceback."""
+        if self.files_error is not None:
+            return
+        try:
+            write(item)
+        except RunFilesError as exc:
+            self.files_error = str(exc)
+            if self.loop is not None:
+                self.loop.request_stop("write-error")
 
     def now(self) -> float:
         return time.monotonic() - self.origin
@@ -234,20 +252,24 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
             run.exporter.start()
             view.progress(f"tmesh metrics at http://127.0.0.1:{opts.prometheus_port}/metrics")
 
-        loop = _load_loop(opts, prep, run, session, config)
-        with _signals(loop, run, view):
-            state = await loop.run()
-            await run.close_interval(loop.now(), loop.health(loop.now()))
-        summary = run.finish(state.stop_reason or "stopped")
-    if run.exporter:
-        run.exporter.stop()
+        loop = run.loop = _load_loop(opts, prep, run, session, config)
+        try:
+            with _signals(loop, run, view):
+                state = await loop.run()
+                await run.close_interval(loop.now(), loop.health(loop.now()))
+                summary = run.finish(state.stop_reason or "stopped")
+        finally:
+            if not run.summary_written:
+                run.finish("failed")
+            if run.exporter:
+                run.exporter.stop()
     view.summary(summary, run.files.path)
-    if opts.report:
-        view.progress(f"report: {_write_report(run.files.path)}")
-    if state.fatal:
-        view.error(state.fatal)
-        return EXIT_RUN_FAILED
-    return EXIT_OK
+    errors = [state.fatal, run.files_error]
+    if opts.report and not run.files_error:
+        errors.append(_report(run.files.path, view))
+    for error in filter(None, errors):
+        view.error(error)
+    return EXIT_RUN_FAILED if any(errors) else EXIT_OK
 
 
 def _load_loop(
@@ -287,10 +309,17 @@ def _load_loop(
     )
 
 
-def _write_report(run_dir: Path) -> Path:
+def _report(run_dir: Path, view: View) -> str | None:
+    """Write `report.html`; a failure is one line (the run's own files are complete anyway)."""
     from tmesh.report.html import write_report
+    from tmesh.report.load import RunLoadError
 
-    return write_report(run_dir)
+    try:
+        view.progress(f"report: {write_report(run_dir)}")
+    except (OSError, RunLoadError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"cannot write the report in {run_dir}: {reason}"
+    return None
 
 
 class _signals:

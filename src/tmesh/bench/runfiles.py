@@ -130,8 +130,11 @@ class RunFiles:
         self.flush()
 
     def write_summary(self, summary: RunSummary) -> None:
-        self.flush()
-        self._replace(SUMMARY, orjson.dumps(summary, option=_PRETTY))
+        """Written even when flushing the appends fails (disk full): it is small, and whole."""
+        try:
+            self.flush()
+        finally:
+            self._replace(SUMMARY, orjson.dumps(summary, option=_PRETTY))
 
     def flush(self) -> None:
         if self._closed:
