@@ -266,3 +266,18 @@ async def test_report_that_cannot_be_written_is_one_line(sim, tmp_path) -> None:
     line = _one_line_error(result)
     assert "cannot write the report" in line and "internal error" not in line
     assert json.loads((out / "summary.json").read_text())["total_requests"] == 4
+
+
+async def test_prometheus_port_in_use_is_one_line_and_exit_2(sim, tmp_path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = await run_cli(
+            "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-requests", "2",
+            "--prometheus-port", str(port), "--output-dir", str(tmp_path / "run"),
+        )  # fmt: skip
+    assert result.code == 2
+    assert str(port) in _one_line_error(result)

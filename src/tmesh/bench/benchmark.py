@@ -233,6 +233,9 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
     """Run the load loop and report; returns the exit code."""
     spec = prep.spec
     run = Session(opts, prep, view)
+    if run.exporter:
+        run.exporter.start()
+        view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
     run.files.write_config(run_config(opts, prep))
     config = ClientConfig(
         base_url=prep.base_url,
@@ -248,9 +251,6 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
             url = opts.metrics_url or default_metrics_url(prep.base_url)
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
-        if run.exporter:
-            run.exporter.start()
-            view.progress(f"tmesh metrics at http://127.0.0.1:{opts.prometheus_port}/metrics")
 
         loop = run.loop = _load_loop(opts, prep, run, session, config)
         try:

@@ -18,6 +18,7 @@ from tmesh.bench.benchmark import (
 )
 from tmesh.bench.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.endpoint import DiscoveryError, EndpointError
+from tmesh.bench.exporter import ExporterError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.prompts import PromptError
 from tmesh.bench.runfiles import RunFilesError
@@ -29,6 +30,7 @@ SETUP_ERRORS = (
     BenchmarkError,
     DiscoveryError,
     EndpointError,
+    ExporterError,
     PromptError,
     RunFilesError,
     SizingError,

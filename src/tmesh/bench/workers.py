@@ -63,11 +63,13 @@ def run_worker(task: WorkerTask, outbox: Any, stop: Any) -> None:
     `stop` is a queue, not an Event: setting a multiprocessing Event waits for every process
     sleeping on it to wake, and hangs forever once one of them has exited.
 
-    Ctrl-C reaches the whole process group; only the parent decides how a run ends. A failure
+    Ctrl-C (and a SIGTERM sent to the process group) reaches every worker; only the parent
+    decides how a run ends, and a worker whose parent is gone stops by itself. A failure
     goes to the parent as one line, which stops the run with it, rather than as a traceback
     (`TMESH_DEBUG=1` shows that too).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         asyncio.run(_work(task, outbox, stop))
     except Exception as exc:
