@@ -20,9 +20,9 @@ from tmesh.bench.endpoint import (
     EndpointError,
     auth_headers,
     discover,
-    mask_key,
     normalize_endpoint,
 )
+from tmesh.bench.secrets import mask_key
 
 KEY = "vllm_sk_555a1b7ff3e0f617b1240300000000018075f66c9"
 

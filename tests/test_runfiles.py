@@ -19,7 +19,8 @@ from tmesh.bench.records import (
     RunSummary,
     WindowStats,
 )
-from tmesh.bench.runfiles import RunFiles, RunFilesError, default_run_dir, scrub
+from tmesh.bench.runfiles import RunFiles, RunFilesError, default_run_dir
+from tmesh.bench.secrets import scrub
 
 
 def record(index: int, error: str | None = None) -> RequestRecord:
@@ -232,3 +233,14 @@ def test_default_run_dir_is_timestamped_and_unique(tmp_path: Path) -> None:
 
 def test_default_run_dir_lives_under_tmesh_runs() -> None:
     assert default_run_dir().parent == Path("tmesh-runs")
+
+
+def test_one_masking_rule_for_every_output() -> None:
+    """A short key is masked alike in discovery messages, request details and run files."""
+    from tmesh.bench.client import one_line
+    from tmesh.bench.secrets import mask_key
+
+    short = "sk-12ab"
+    assert mask_key(short) == "sk-…"
+    assert scrub(f"key {short}", short) == "key sk-…"
+    assert one_line(f"401 for {short}", (short,)) == "401 for sk-…"

@@ -24,7 +24,7 @@ from tmesh import __version__
 from tmesh.bench import console
 from tmesh.bench.capabilities import probe_ignore_eos
 from tmesh.bench.client import ClientConfig, make_session, send_request
-from tmesh.bench.endpoint import Discovery, auth_headers, discover, mask_key, normalize_endpoint
+from tmesh.bench.endpoint import Discovery, auth_headers, discover, normalize_endpoint
 from tmesh.bench.exporter import Exporter
 from tmesh.bench.models import kv_bytes_per_token
 from tmesh.bench.options import BenchmarkOptions
@@ -41,6 +41,7 @@ from tmesh.bench.records import (
 from tmesh.bench.runfiles import RunFiles, RunFilesError, default_run_dir
 from tmesh.bench.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.schedule import tiling_plans
+from tmesh.bench.secrets import mask_key, scrub
 from tmesh.bench.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.sizing import resolve_kv_bytes, size_workload
 from tmesh.bench.tokens import choose_oracle
@@ -150,7 +151,7 @@ def masked_argv(argv: list[str], key: str | None) -> list[str]:
     """The command line as typed, with the key replaced wherever it appears."""
     if not key:
         return list(argv)
-    return [arg.replace(key, mask_key(key)) for arg in argv]
+    return [scrub(arg, key) for arg in argv]
 
 
 class Session:
@@ -236,7 +237,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
     if run.exporter:
         run.exporter.start()
         view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
-    run.files.write_config(run_config(opts, prep))
+    run.files.write_config(run_config(opts, prep), secret=opts.api_key)
     config = ClientConfig(
         base_url=prep.base_url,
         api=opts.api,

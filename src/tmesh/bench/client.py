@@ -39,6 +39,7 @@ import orjson
 
 from tmesh import __version__
 from tmesh.bench.records import RequestPlan, RequestRecord
+from tmesh.bench.secrets import scrub
 from tmesh.bench.sse import SSEParser
 
 APIS = ("completions", "chat")
@@ -216,10 +217,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def one_line(text: str, secrets: tuple[str, ...] = (), limit: int = DETAIL_CHARS) -> str:
-    """A short single-line detail with every credential masked (first 4 characters then `…`)."""
-    for secret in secrets:
-        text = text.replace(secret, secret[:4] + "…")
-    return _WHITESPACE.sub(" ", text).strip()[:limit]
+    """A short single-line detail with every credential masked (`secrets.scrub`)."""
+    return _WHITESPACE.sub(" ", scrub(text, secrets)).strip()[:limit]
 
 
 async def send_request(

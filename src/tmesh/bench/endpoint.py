@@ -17,6 +17,8 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import orjson
 
+from tmesh.bench.secrets import scrub
+
 SCHEMES = ("http", "https")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
@@ -98,13 +100,6 @@ def _api_prefix(path: str) -> str:
     return path.rstrip("/")
 
 
-def mask_key(key: str | None) -> str:
-    """The first 4 characters then `…`; short keys show at most half of themselves."""
-    if not key:
-        return "(none)"
-    return key[: min(4, len(key) // 2)] + "…"
-
-
 def auth_headers(key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
@@ -146,9 +141,9 @@ async def _get(
     except asyncio.TimeoutError as exc:
         raise DiscoveryError(f"timed out after {timeout:g} s", url) from exc
     except aiohttp.ClientError as exc:
-        raise DiscoveryError(_scrub(_connection_cause(exc), api_key), url) from exc
+        raise DiscoveryError(scrub(_connection_cause(exc), api_key), url) from exc
     except (ssl.SSLError, OSError) as exc:
-        raise DiscoveryError(_scrub(f"connection failed ({_one_line(exc)})", api_key), url) from exc
+        raise DiscoveryError(scrub(f"connection failed ({_one_line(exc)})", api_key), url) from exc
 
 
 def _connection_cause(exc: aiohttp.ClientError) -> str:
@@ -209,19 +204,14 @@ def _choose(names: list[str], model: str | None, url: str, api_key: str | None) 
         return folded[0]
     available = ", ".join(names)
     raise DiscoveryError(
-        _scrub(f"--model {model!r} is not served; available: {available}", api_key), url
+        scrub(f"--model {model!r} is not served; available: {available}", api_key), url
     )
 
 
 def _snippet(body: bytes, api_key: str | None, limit: int = 120) -> str:
     text = " ".join(body.decode("utf-8", "replace").split())
-    text = _scrub(text, api_key)
+    text = scrub(text, api_key)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _scrub(text: str, api_key: str | None) -> str:
-    """Servers sometimes echo the key in error bodies; it must never reach the user's terminal."""
-    return text.replace(api_key, mask_key(api_key)) if api_key else text
 
 
 def _one_line(exc: object) -> str:

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from tmesh.bench.records import IntervalSnapshot, RequestRecord, RunSummary
+from tmesh.bench.secrets import scrub
 
 CONFIG = "config.json"
 SUMMARY = "summary.json"
@@ -38,17 +39,6 @@ _PRETTY = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
 
 class RunFilesError(Exception):
     """The run folder cannot be written; `str()` is one line naming the path and the cause."""
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` masked (first 4 characters then `…`).
-
-    A last line of defence for anything written or printed: callers mask keys themselves, this
-    catches the copy they did not know about (an error message quoting a header, say).
-    """
-    if not secret:
-        return text
-    return text.replace(secret, secret[:4] + "…")
 
 
 def default_run_dir(root: Path = Path("tmesh-runs"), now: datetime | None = None) -> Path:
