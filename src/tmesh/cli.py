@@ -7,6 +7,7 @@ prints a traceback to a user.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -149,7 +150,7 @@ def _add_benchmark_flags(p: argparse.ArgumentParser) -> None:
         "--duration",
         type=positive_float,
         metavar="SECONDS",
-        help="stop after this many seconds (default: run until Ctrl-C; 60 with --demo)",
+        help="stop after this many seconds (default: run until Ctrl-C; 90 with --demo)",
     )
     run.add_argument(
         "--max-requests",
@@ -278,42 +279,15 @@ def _flag_adder(name: str) -> Callable[[argparse.ArgumentParser], None]:
 
 
 def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
+    """Flags map one to one onto option fields (argparse's dest names are the field names); only
+    the key, with its environment fallbacks, and the negated `--no-server-metrics` differ."""
+    given = vars(args)
+    names = [f.name for f in dataclasses.fields(BenchmarkOptions)]
+    fields = {name: given[name] for name in names if name in given}
     key = args.api_key or os.environ.get("TMESH_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    return BenchmarkOptions(
-        endpoint=args.endpoint,
-        api_key=key or None,
-        model=args.model,
-        api=args.api,
-        offload_size=args.offload_size,
-        kv_bytes_per_token=args.kv_bytes_per_token,
-        model_config=args.model_config,
-        tokenizer=args.tokenizer,
-        num_contexts=args.num_contexts,
-        questions_per_context=args.questions_per_context,
-        max_inflight=args.max_inflight,
-        input_length=args.input_length,
-        output_length=args.output_length,
-        seed=args.seed,
-        duration=args.duration,
-        max_requests=args.max_requests,
-        warmup=args.warmup,
-        request_timeout=args.request_timeout,
-        output_dir=args.output_dir,
-        insecure=args.insecure,
-        demo=args.demo,
-        profile=args.profile,
-        quiet=args.quiet,
-        json=args.json,
-        live=args.live,
-        report=args.report,
-        interval=args.interval,
-        metrics_url=args.metrics_url,
-        server_metrics=not args.no_server_metrics,
-        prometheus_port=args.prometheus_port,
-        max_records=args.max_records,
-        max_consecutive_errors=args.max_consecutive_errors,
-        workers=args.workers,
-    )
+    fields["api_key"] = key or None
+    fields["server_metrics"] = not args.no_server_metrics
+    return BenchmarkOptions(**fields)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
