@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tmesh.bench.records import MetricStats, RequestRecord, RunSummary, WindowStats, WorkloadSpec
+from tmesh.results.records import MetricStats, RequestRecord, RunSummary, WindowStats, WorkloadSpec
 
 SEED_SPEC = WorkloadSpec(
     model="openai/gpt-oss-20b",

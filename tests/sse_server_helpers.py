@@ -16,8 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tmesh.bench.client import ClientConfig
-from tmesh.bench.records import RequestPlan
+from tmesh.bench.load.client import ClientConfig
+from tmesh.results.records import RequestPlan
 
 DONE = b"data: [DONE]\n\n"
 

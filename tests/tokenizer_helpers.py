@@ -18,7 +18,7 @@ from aiohttp import web
 from net_helpers import serve_app
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from tmesh.bench.words import prose
+from tmesh.bench.workload.words import prose
 
 
 def train_bpe(path: Path, vocab_size: int) -> Path:

@@ -15,7 +15,7 @@ from string import ascii_uppercase
 import numpy as np
 
 from tmesh.report.load import Run
-from tmesh.report.metrics import (
+from tmesh.results.catalogue import (
     COLD_WARM,
     OVERALL,
     QPS,

@@ -16,7 +16,7 @@ from tmesh.report.html import (
     section,
     workload_rows,
 )
-from tmesh.report.metrics import DISTRIBUTIONS, format_ratio, format_value
+from tmesh.results.catalogue import DISTRIBUTIONS, format_ratio, format_value
 
 GROUPS = {name: label for name, label, _unit, _better in DISTRIBUTIONS}
 

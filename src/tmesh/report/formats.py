@@ -14,7 +14,7 @@ from typing import Any
 
 from tmesh.report.compare import Cell, Comparison
 from tmesh.report.load import Run
-from tmesh.report.metrics import (
+from tmesh.results.catalogue import (
     ALL,
     BY_KEY,
     COUNTS,

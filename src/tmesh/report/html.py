@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from tmesh import __version__
-from tmesh.bench.records import RunSummary
 from tmesh.report import charts, series
 from tmesh.report.charts import PALETTE
 from tmesh.report.load import Run, load_run
-from tmesh.report.metrics import (
+from tmesh.results.catalogue import (
     BY_KEY,
     COUNTS,
     DISTRIBUTIONS,
@@ -26,6 +25,7 @@ from tmesh.report.metrics import (
     format_ratio,
     format_value,
 )
+from tmesh.results.records import RunSummary
 
 CSS = """
 :root { --ink:#1f2937; --muted:#6b7280; --line:#e5e7eb; --soft:#f9fafb; --accent:#2563eb;

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from tmesh.bench.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
 from tmesh.report.replay import Replay
+from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tmesh.bench.recorder import Recorder
-from tmesh.bench.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
+from tmesh.bench.measure.recorder import Recorder
+from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
 
 
 class Replay:

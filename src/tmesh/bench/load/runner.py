@@ -1,0 +1,292 @@
+"""The closed load loop: keep at most N requests outstanding until told to stop.
+
+Each of the N slots is a coroutine that sends a request, hands the record over, and sends the next
+one as soon as its own request ended, so the number in flight is exactly the slot count whenever the
+server keeps up. The loop knows nothing about presentation: it reports records and periodic ticks
+to callbacks and returns why it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+from tmesh.results.records import ClientHealth, RequestPlan, RequestRecord
+
+SendFn = Callable[[RequestPlan], Awaitable[RequestRecord]]
+RecordFn = Callable[[RequestRecord], None]
+TickFn = Callable[[float, ClientHealth], Awaitable[None]]
+
+MAX_RETRY_AFTER_S = 30.0
+CONNECT_BACKOFF_START_S = 0.05
+CONNECT_BACKOFF_MAX_S = 2.0
+FIRST_MINUTE_S = 60.0
+LOOP_LAG_SAMPLE_S = 0.1
+
+
+@dataclass
+class StopRules:
+    """When the loop ends by itself; `None` means no such limit."""
+
+    duration: float | None = None
+    max_requests: int | None = None
+    max_consecutive_errors: int | None = None
+    first_minute_s: float = FIRST_MINUTE_S
+    grace_s: float = 5.0
+
+
+@dataclass
+class LoadMeter:
+    """Client-side health over the current interval: achieved concurrency, dispatch delay, loop lag.
+
+    Kept here rather than in the recorder because only the loop sees slots free and refill.
+    """
+
+    target: int
+    inflight: int = 0
+    _area: float = 0.0
+    _last_change: float = 0.0
+    _window_start: float = 0.0
+    _dispatch_sum: float = 0.0
+    _dispatch_n: int = 0
+    _lag_max: float = 0.0
+
+    def start(self, now: float) -> None:
+        self._window_start = self._last_change = now
+
+    def change(self, now: float, delta: int) -> None:
+        self._area += self.inflight * (now - self._last_change)
+        self._last_change = now
+        self.inflight += delta
+
+    def dispatched(self, delay: float) -> None:
+        self._dispatch_sum += delay
+        self._dispatch_n += 1
+
+    def lag(self, seconds: float) -> None:
+        self._lag_max = max(self._lag_max, seconds)
+
+    def take(self, now: float) -> ClientHealth:
+        """Close the window and return its figures."""
+        self.change(now, 0)
+        span = now - self._window_start
+        health = ClientHealth(
+            inflight_mean=self._area / span if span > 0 else float(self.inflight),
+            inflight_target=self.target,
+            dispatch_delay_ms=1000 * self._dispatch_sum / self._dispatch_n
+            if self._dispatch_n
+            else 0.0,
+            loop_lag_ms=1000 * self._lag_max,
+        )
+        self._area, self._window_start = 0.0, now
+        self._dispatch_sum, self._dispatch_n, self._lag_max = 0.0, 0, 0.0
+        return health
+
+
+@dataclass
+class LoopState:
+    """Counters the stop rules look at."""
+
+    issued: int = 0
+    finished: int = 0
+    successes: int = 0
+    failures: int = 0
+    consecutive_errors: int = 0
+    stop_reason: str | None = None
+    fatal: str | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def request_stop(self, reason: str, fatal: str | None = None) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.fatal = fatal
+        self.stop.set()
+
+
+class LoopControl:
+    """What every way of generating load shares: the clock, the interval ticker and the stop rules.
+
+    Subclasses say how requests are driven (`_drive`) and how client health is measured
+    (`_health`); records reach `account`, which applies the stop rules.
+    """
+
+    def __init__(
+        self, on_record: RecordFn, on_tick: TickFn, target: int, rules: StopRules,
+        origin: float, interval_s: float,
+    ) -> None:  # fmt: skip
+        self._on_record = on_record
+        self._on_tick = on_tick
+        self._rules = rules
+        self._origin = origin
+        self._interval = interval_s
+        self.meter = LoadMeter(target=target)
+        self.state = LoopState()
+
+    def now(self) -> float:
+        return time.monotonic() - self._origin
+
+    def request_stop(self, reason: str) -> None:
+        self.state.request_stop(reason)
+
+    @property
+    def inflight(self) -> int:
+        return self.meter.inflight
+
+    async def run(self) -> LoopState:
+        """Run until a stop rule or `request_stop`; in-flight requests get `grace_s` to finish."""
+        self.meter.start(self.now())
+        helpers = [
+            asyncio.create_task(self._ticker()),
+            asyncio.create_task(self._lag_sampler()),
+        ]
+        if self._rules.duration is not None:
+            helpers.append(asyncio.create_task(self._deadline(self._rules.duration)))
+        try:
+            await self._drive()
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        return self.state
+
+    async def _drive(self) -> None:
+        raise NotImplementedError
+
+    def health(self, now: float) -> ClientHealth:
+        return self.meter.take(now)
+
+    def account(self, record: RequestRecord) -> None:
+        state = self.state
+        state.finished += 1
+        if record.ok:
+            state.successes += 1
+            state.consecutive_errors = 0
+        else:
+            state.failures += 1
+            state.consecutive_errors += 1
+        self._on_record(record)
+        self._check_rules()
+
+    def _check_rules(self) -> None:
+        state, rules = self.state, self._rules
+        if rules.max_requests is not None and state.finished >= rules.max_requests:
+            state.request_stop("max-requests")
+        limit = rules.max_consecutive_errors
+        if limit is not None and state.consecutive_errors >= limit:
+            state.request_stop(
+                "errors", fatal=f"stopping: {state.consecutive_errors} consecutive requests failed"
+            )
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.state.stop.wait(), timeout=seconds)
+
+    async def _deadline(self, seconds: float) -> None:
+        await self._pause(max(0.0, seconds - self.now()))
+        self.state.request_stop("duration")
+
+    async def _ticker(self) -> None:
+        tick = 0
+        while True:
+            tick += 1
+            await self._pause(max(0.0, tick * self._interval - self.now()))
+            if self.state.stop.is_set():
+                return
+            now = self.now()
+            await self._on_tick(now, self.health(now))
+            self._first_minute_rule(now)
+
+    def _first_minute_rule(self, now: float) -> None:
+        state = self.state
+        if now >= self._rules.first_minute_s and state.successes == 0 and state.failures > 0:
+            state.request_stop(
+                "errors",
+                fatal=f"stopping: all {state.failures} requests of the first "
+                f"{self._rules.first_minute_s:.0f} s failed",
+            )
+
+    async def _lag_sampler(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LOOP_LAG_SAMPLE_S)
+            self.meter.lag(max(0.0, loop.time() - before - LOOP_LAG_SAMPLE_S))
+
+
+class LoadLoop(LoopControl):
+    """N slot coroutines in this event loop, each sending its next request when its last ended."""
+
+    def __init__(
+        self,
+        plans: Iterator[RequestPlan],
+        send: SendFn,
+        on_record: RecordFn,
+        on_tick: TickFn,
+        max_inflight: int,
+        rules: StopRules,
+        origin: float,
+        interval_s: float = 5.0,
+    ) -> None:
+        super().__init__(on_record, on_tick, max_inflight, rules, origin, interval_s)
+        self._plans = plans
+        self._send = send
+        self._slots = max_inflight
+
+    async def _drive(self) -> None:
+        slots = [asyncio.create_task(self._slot()) for _ in range(self._slots)]
+        for slot in slots:
+            slot.add_done_callback(self._slot_ended)
+        await self.state.stop.wait()
+        _, pending = await asyncio.wait(slots, timeout=self._rules.grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for slot in slots:
+            if not slot.cancelled() and slot.exception() is not None:
+                raise slot.exception()  # type: ignore[misc]
+
+    def _slot_ended(self, slot: asyncio.Task[None]) -> None:
+        """A slot that raised must end the run: the others would go on at part of the load
+        (none at all once each had hit the same fault) until the deadline, or forever."""
+        if not slot.cancelled() and slot.exception() is not None:
+            self.state.request_stop("failed")
+
+    def _may_issue(self) -> bool:
+        limit = self._rules.max_requests
+        return not self.state.stop.is_set() and (limit is None or self.state.issued < limit)
+
+    async def _slot(self) -> None:
+        freed_at = self.now()
+        backoff = 0.0
+        while self._may_issue():
+            plan = next(self._plans)
+            self.state.issued += 1
+            start = self.now()
+            self.meter.dispatched(start - freed_at)
+            self.meter.change(start, +1)
+            try:
+                record = await self._send(plan)
+            finally:
+                self.meter.change(self.now(), -1)
+            freed_at = self.now()
+            self.account(record)
+            backoff = next_backoff(record, backoff)
+            if backoff > 0 and not self.state.stop.is_set():
+                await self._pause(backoff)
+                freed_at = self.now()
+
+
+def next_backoff(record: RequestRecord, previous: float) -> float:
+    """How long a slot waits before its next request.
+
+    429 honours Retry-After (capped); connection failures back off exponentially so a server
+    that is down is probed gently and the run resumes by itself when it comes back.
+    """
+    if record.error == "http_429":
+        return min(record.retry_after or 1.0, MAX_RETRY_AFTER_S)
+    if record.error in ("connect", "timeout"):
+        return min(max(previous * 2, CONNECT_BACKOFF_START_S), CONNECT_BACKOFF_MAX_S)
+    return 0.0

@@ -1,0 +1,116 @@
+"""tmesh's own live metrics in Prometheus format (`--prometheus-port`).
+
+A Grafana next to the server's dashboard can then chart what the client saw (TTFT by first visit
+and revisit, ITL, errors, rotations) on the same time axis as the server's cache counters. The
+metrics live in a registry of their own, so nothing else in the process leaks into them, and are
+served by prometheus_client's WSGI server on a daemon thread: scrapes never wait on the
+benchmark's event loop, and `stop()` shuts the socket down synchronously.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from tmesh.results.records import IntervalSnapshot, RequestRecord
+
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
+E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+
+
+class ExporterError(RuntimeError):
+    """The exporter cannot listen (port taken, no permission); the message is one line."""
+
+
+class Exporter:
+    """Serves `/metrics` on `host:port` (port 0 picks a free one; see `.port` after `start()`).
+
+    `requests_total{status, kind}`: kind is the error kind for failures and "none" for
+    successes. `ttft_seconds{visit}`: visit is "cold" for a context's first visit, "warm" for
+    its revisits, the split the benchmark exists to show.
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.registry = CollectorRegistry()
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        r = self.registry
+        self._requests = Counter(
+            "tmesh_requests", "Finished requests.", ["status", "kind"], registry=r
+        )
+        self._qps = Gauge("tmesh_qps", "Successful requests per second since start.", registry=r)
+        self._ttft = Histogram(
+            "tmesh_ttft_seconds",
+            "Time to first token, by first visit (cold) or revisit (warm) of a context.",
+            ["visit"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self._itl = Histogram(
+            "tmesh_itl_seconds",
+            "Mean inter-token latency of a request.",
+            buckets=ITL_BUCKETS,
+            registry=r,
+        )
+        self._e2e = Histogram(
+            "tmesh_e2e_seconds", "End-to-end request latency.", buckets=E2E_BUCKETS, registry=r
+        )
+        self._rotations = Gauge(
+            "tmesh_rotations", "Completed passes over all contexts.", registry=r
+        )
+        self._inflight = Gauge(
+            "tmesh_inflight", "Mean requests outstanding in the last interval.", registry=r
+        )
+        self._prompt_tokens = Counter(
+            "tmesh_prompt_tokens", "Prompt tokens of successful requests.", registry=r
+        )
+        self._completion_tokens = Counter(
+            "tmesh_completion_tokens", "Completion tokens of successful requests.", registry=r
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def start(self) -> None:
+        try:
+            self._server, self._thread = start_http_server(
+                self.port, addr=self.host, registry=self.registry
+            )
+        except OSError as exc:
+            raise ExporterError(
+                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = self._server.server_port
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._server = self._thread = None
+
+    def observe(self, record: RequestRecord) -> None:
+        if not record.ok:
+            self._requests.labels(status="error", kind=record.error or "unknown").inc()
+            return
+        self._requests.labels(status="ok", kind="none").inc()
+        self._prompt_tokens.inc(record.prompt_tokens)
+        self._completion_tokens.inc(record.completion_tokens)
+        for histogram, value in ((self._itl, record.itl), (self._e2e, record.e2e)):
+            if value is not None:
+                histogram.observe(value)
+        if record.ttft is not None:
+            self._ttft.labels(visit="cold" if record.visit == 0 else "warm").observe(record.ttft)
+
+    def update(self, snapshot: IntervalSnapshot) -> None:
+        self._qps.set(snapshot.qps)
+        self._rotations.set(snapshot.rotations)
+        self._inflight.set(snapshot.health.inflight_mean)

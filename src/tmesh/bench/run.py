@@ -1,0 +1,357 @@
+"""`tmesh-cli benchmark` from discovery to summary: the one place that wires the stages together.
+
+Each stage is its own module; this file only decides the order, turns stage errors into the
+one-line messages and exit codes DESIGN promises, and makes sure every stop path leaves complete
+files behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tmesh import __version__
+from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
+from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.measure.recorder import Recorder
+from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
+from tmesh.bench.measure.verdict import summarize_cache
+from tmesh.bench.options import BenchmarkOptions
+from tmesh.bench.output import console
+from tmesh.bench.output.exporter import Exporter
+from tmesh.bench.output.view import View
+from tmesh.bench.target.capabilities import probe_ignore_eos
+from tmesh.bench.target.endpoint import Discovery, auth_headers, discover, normalize_endpoint
+from tmesh.bench.target.models import kv_bytes_per_token
+from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
+from tmesh.bench.workload.schedule import tiling_plans
+from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
+from tmesh.bench.workload.tokens import choose_oracle
+from tmesh.results.records import (
+    ClientHealth,
+    IntervalSnapshot,
+    RequestPlan,
+    RequestRecord,
+    RunSummary,
+    WorkloadSpec,
+)
+from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
+from tmesh.text import mask_key, scrub
+
+DISCOVERY_TIMEOUT_S = 10.0
+EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class BenchmarkError(Exception):
+    """A problem found before the run starts: reported in one line, exit code 2."""
+
+
+@dataclass
+class Prepared:
+    """What set-up produced: the target, the workload and its prompts."""
+
+    base_url: str
+    discovery: Discovery
+    spec: WorkloadSpec
+    prompts: PromptSet
+    ignore_eos: bool
+
+
+async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
+    """Discover the model, size the workload and build its prompts (exit 2 on any failure)."""
+    base_url = normalize_endpoint(opts.endpoint or "")
+    headers = auth_headers(opts.api_key)
+    async with make_session(4, opts.insecure) as session:
+        found = await discover(session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S)
+        view.out(
+            console.format_discovery(
+                opts.endpoint or base_url,
+                mask_key(opts.api_key),
+                base_url,
+                found.model,
+                opts.offload_size,
+                found.models,
+            )
+        )
+        spec = _size(opts, found)
+        ignore_eos = await probe_ignore_eos(session, base_url, found.model, opts.api, headers)
+        view.progress("choosing a token counter…")
+        oracle = await choose_oracle(
+            session, base_url, found.model, opts.api, headers, tokenizer=opts.tokenizer
+        )
+        started = time.monotonic()
+        prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
+        view.progress(
+            f"built {spec.num_contexts} contexts of {spec.input_length} tokens "
+            f"with {oracle.name} in {time.monotonic() - started:.1f} s"
+        )
+    return Prepared(base_url, found, spec, prompt_set, ignore_eos)
+
+
+def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
+    by_hand = opts.num_contexts is not None
+    if by_hand and opts.kv_bytes_per_token is None and opts.model_config is None:
+        # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
+        kv_bytes = kv_bytes_per_token(found.model)
+    else:
+        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
+    spec = size_workload(
+        found.model,
+        kv_bytes,
+        opts.offload_size,
+        opts.input_length,
+        opts.output_length,
+        num_contexts=opts.num_contexts,
+        questions_per_context=opts.questions_per_context,
+        max_inflight=opts.max_inflight,
+        seed=opts.seed,
+        api=opts.api,
+    )
+    limit = found.max_model_len
+    if limit is not None and spec.input_length + spec.output_length + 64 > limit:
+        raise BenchmarkError(
+            f"--input-length {spec.input_length} + --output-length {spec.output_length} (plus a "
+            f"question) exceeds the model's max_model_len {limit}; pass smaller lengths"
+        )
+    return spec
+
+
+def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict:
+    """The `config.json` of a run: enough to repeat it, with the key masked."""
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    options["api_key"] = mask_key(opts.api_key) if opts.api_key else None
+    return {
+        "tmesh_version": __version__,
+        "endpoint": prep.base_url,
+        "api_key": mask_key(opts.api_key) if opts.api_key else None,
+        "model": prep.spec.model,
+        "models_found": prep.discovery.models,
+        "max_model_len": prep.discovery.max_model_len,
+        "workload": asdict(prep.spec),
+        "token_oracle": prep.prompts.oracle,
+        "tokens_exact": prep.prompts.exact,
+        "ignore_eos": prep.ignore_eos,
+        "options": options,
+        "command": masked_argv(sys.argv, opts.api_key),
+    }
+
+
+def masked_argv(argv: list[str], key: str | None) -> list[str]:
+    """The command line as typed, with the key replaced wherever it appears."""
+    if not key:
+        return list(argv)
+    return [scrub(arg, key) for arg in argv]
+
+
+class Session:
+    """One measured run: owns the recorder, files, scraper and exporter for its lifetime."""
+
+    def __init__(self, opts: BenchmarkOptions, prep: Prepared, view: View) -> None:
+        self.opts, self.prep, self.view = opts, prep, view
+        self.origin = time.monotonic()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.recorder = Recorder(prep.spec, opts.warmup, opts.interval)
+        self.files = RunFiles(opts.output_dir or default_run_dir(), opts.max_records)
+        self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
+        self.scraper: ServerMetricsScraper | None = None
+        self.loop: LoopControl | None = None
+        self.first_sample = self.last_sample = None
+        self.summary_written = False
+        self.files_error: str | None = None
+        self._said_unavailable = False
+
+    def on_record(self, record: RequestRecord) -> None:
+        self.recorder.add(record)
+        self._write(self.files.append_request, record)
+        if self.exporter:
+            self.exporter.observe(record)
+
+    async def on_tick(self, now: float, health: ClientHealth) -> None:
+        self.view.interval(await self.close_interval(now, health))
+
+    async def close_interval(self, now: float, health: ClientHealth) -> IntervalSnapshot:
+        """Scrape the server and close the interval; also run once at stop for the last part."""
+        server = await self._scrape_interval()
+        snap = self.recorder.snapshot(now, server=server, health=health)
+        self._write(self.files.append_interval, snap)
+        if self.exporter:
+            self.exporter.update(snap)
+        return snap
+
+    async def _scrape_interval(self) -> dict[str, float] | None:
+        if self.scraper is None:
+            return None
+        sample = await self.scraper.scrape()
+        if sample is None:
+            if self.scraper.unavailable_reason and not self._said_unavailable:
+                self._said_unavailable = True
+                self.view.progress(f"server metrics unavailable: {self.scraper.unavailable_reason}")
+            return None
+        view = self.scraper.interval(self.last_sample, sample)
+        self.first_sample = self.first_sample or sample
+        self.last_sample = sample
+        return view
+
+    def finish(self, stop_reason: str) -> RunSummary:
+        """Write `summary.json` and flush everything; safe to call from a signal handler path."""
+        summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
+        summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
+        try:
+            self.files.write_summary(summary)
+        except RunFilesError as exc:
+            self.files_error = self.files_error or str(exc)
+        self.summary_written = True
+        return summary
+
+    def _write(self, write: Callable[[Any], None], item: Any) -> None:
+        """A run folder that stops taking writes (disk full, quota) stops the run, which still
+        ends with its summary on stdout and one line naming the problem, not a traceback."""
+        if self.files_error is not None:
+            return
+        try:
+            write(item)
+        except RunFilesError as exc:
+            self.files_error = str(exc)
+            if self.loop is not None:
+                self.loop.request_stop("write-error")
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+
+async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
+    """Run the load loop and report; returns the exit code."""
+    spec = prep.spec
+    run = Session(opts, prep, view)
+    if run.exporter:
+        run.exporter.start()
+        view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
+    run.files.write_config(run_config(opts, prep), secret=opts.api_key)
+    config = ClientConfig(
+        base_url=prep.base_url,
+        api=opts.api,
+        model=spec.model,
+        headers=auth_headers(opts.api_key),
+        max_tokens=spec.output_length,
+        request_timeout=opts.request_timeout,
+        ignore_eos=prep.ignore_eos,
+    )
+    async with make_session(spec.max_inflight + 2, opts.insecure) as session:
+        if opts.server_metrics:
+            url = opts.metrics_url or default_metrics_url(prep.base_url)
+            run.scraper = ServerMetricsScraper(url, session, config.headers)
+            run.first_sample = run.last_sample = await run.scraper.scrape()
+
+        loop = run.loop = _load_loop(opts, prep, run, session, config)
+        try:
+            with _signals(loop, run, view):
+                state = await loop.run()
+                await run.close_interval(loop.now(), loop.health(loop.now()))
+                summary = run.finish(state.stop_reason or "stopped")
+        finally:
+            if not run.summary_written:
+                run.finish("failed")
+            if run.exporter:
+                run.exporter.stop()
+    view.summary(summary, run.files.path)
+    errors = [state.fatal, run.files_error]
+    if opts.report and not run.files_error:
+        errors.append(_report(run.files.path, view))
+    for error in filter(None, errors):
+        view.error(error)
+    return EXIT_RUN_FAILED if any(errors) else EXIT_OK
+
+
+def _load_loop(
+    opts: BenchmarkOptions,
+    prep: Prepared,
+    run: Session,
+    session: aiohttp.ClientSession,
+    config: ClientConfig,
+) -> LoopControl:
+    """One event loop in this process, or `--workers` processes sharing the workload."""
+    spec = prep.spec
+    rules = StopRules(
+        duration=opts.duration,
+        max_requests=opts.max_requests,
+        max_consecutive_errors=opts.max_consecutive_errors,
+        grace_s=opts.grace,
+    )
+    if opts.workers > 1:
+        tasks = worker_tasks(
+            opts.workers, spec.max_inflight, config, prep.prompts, spec.seed, run.origin,
+            opts.insecure, opts.interval, rules,
+        )  # fmt: skip
+        return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
+
+    async def send(plan: RequestPlan) -> RequestRecord:
+        return await send_request(session, config, plan, run.origin)
+
+    return LoadLoop(
+        tiling_plans(prep.prompts, spec.seed),
+        send,
+        run.on_record,
+        run.on_tick,
+        spec.max_inflight,
+        rules,
+        run.origin,
+        opts.interval,
+    )
+
+
+def _report(run_dir: Path, view: View) -> str | None:
+    """Write `report.html`; a failure is one line (the run's own files are complete anyway)."""
+    from tmesh.report.html import write_report
+    from tmesh.report.load import RunLoadError
+
+    try:
+        view.progress(f"report: {write_report(run_dir)}")
+    except (OSError, RunLoadError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return f"cannot write the report in {run_dir}: {reason}"
+    return None
+
+
+class _signals:
+    """SIGINT/SIGTERM stop the run gracefully; a second SIGINT exits at once with files valid."""
+
+    def __init__(self, loop: LoopControl, run: Session, view: View) -> None:
+        self.loop, self.run, self.view = loop, run, view
+        self.count = 0
+
+    def __enter__(self) -> _signals:
+        aio = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            aio.add_signal_handler(sig, self._handle, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        aio = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            aio.remove_signal_handler(sig)
+
+    def _handle(self, sig: signal.Signals) -> None:
+        self.count += 1
+        if self.count == 1:
+            inflight = self.loop.inflight
+            self.view.progress(
+                f"{sig.name}: stopping; waiting up to {self.run.opts.grace:.0f} s for "
+                f"{inflight} in-flight requests (Ctrl-C again to quit now)"
+            )
+            self.loop.request_stop("signal")
+            return
+        if not self.run.summary_written:
+            self.run.finish("interrupted")
+        self.view.flush()
+        os._exit(EXIT_INTERRUPTED)

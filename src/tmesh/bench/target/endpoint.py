@@ -1,0 +1,218 @@
+"""Where requests go: the URL the user typed, made into the API base, and the model served there.
+
+Users paste whatever URL they have at hand (a bare `host:port`, a full `/v1/chat/completions`, a
+proxy path); all of them name the same OpenAI-compatible base `…/v1`. Discovery failures are the
+first thing a new user meets, so each one says in one line what went wrong and where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+import aiohttp
+import orjson
+
+from tmesh.text import scrub
+
+SCHEMES = ("http", "https")
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+_API_SUFFIXES = ("/chat/completions", "/completions", "/models")
+
+
+class EndpointError(ValueError):
+    """`--endpoint` cannot be a URL of an OpenAI-compatible server; the message is one line."""
+
+
+class DiscoveryError(Exception):
+    """Asking the server for its models failed; `str()` is one line naming the cause and the URL."""
+
+    def __init__(self, cause: str, url: str) -> None:
+        super().__init__(f"model discovery failed: GET {url}: {cause}")
+        self.cause = cause
+        self.url = url
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What `GET /v1/models` told us; `max_model_len` is vLLM's extension, None elsewhere."""
+
+    base_url: str
+    models: list[str]
+    model: str
+    max_model_len: int | None
+
+
+def normalize_endpoint(url: str) -> str:
+    """The API base `scheme://host[:port][/prefix]/v1` of any URL form a user may paste."""
+    text = url.strip()
+    if not text:
+        raise EndpointError("--endpoint is empty; pass a URL such as http://localhost:8000")
+    if _SCHEME_RE.match(text) is None:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if "@" in parts.netloc:
+        raise EndpointError(
+            "--endpoint: credentials in the URL are not supported; pass the key with --api-key"
+        )
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise EndpointError(
+            f"--endpoint {url!r}: unsupported scheme {parts.scheme!r} (use http:// or https://)"
+        )
+    netloc = _netloc(parts, url)
+    if parts.query or parts.fragment:
+        raise EndpointError(f"--endpoint {url!r}: remove the query or fragment ('?…', '#…')")
+    return f"{scheme}://{netloc}{_api_prefix(parts.path)}/v1"
+
+
+def _netloc(parts: SplitResult, url: str) -> str:
+    host = parts.hostname
+    if not host:
+        raise EndpointError(f"--endpoint {url!r}: no host name")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise EndpointError(f"--endpoint {url!r}: bad port ({exc})") from exc
+    if port == 0:
+        raise EndpointError(f"--endpoint {url!r}: bad port 0")
+    if ":" in host:
+        host = f"[{host}]"
+    elif not _HOST_RE.match(host):
+        raise EndpointError(f"--endpoint {url!r}: {host!r} is not a valid host name")
+    return host if port is None else f"{host}:{port}"
+
+
+def _api_prefix(path: str) -> str:
+    """The path before `/v1`, with any operation (`/chat/completions`, …) and slashes removed."""
+    path = path.rstrip("/")
+    for suffix in _API_SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)].rstrip("/")
+            break
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return path.rstrip("/")
+
+
+def auth_headers(key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+async def discover(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    timeout: float,
+) -> Discovery:
+    """List the served models and pick one: `model` if given, else the only or the first one."""
+    url = f"{base_url}/models"
+    status, reason, body = await _get(session, url, api_key, timeout)
+    if status != 200:
+        raise DiscoveryError(_status_cause(status, reason, body, api_key), url)
+    entries = _model_entries(body, url, api_key)
+    names = [entry["id"] for entry in entries]
+    chosen = _choose(names, model, url, api_key)
+    entry = entries[names.index(chosen)]
+    limit = entry.get("max_model_len")
+    max_len = (
+        limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+    )
+    return Discovery(base_url, names, chosen, max_len)
+
+
+async def _get(
+    session: aiohttp.ClientSession, url: str, api_key: str | None, timeout: float
+) -> tuple[int, str, bytes]:
+    try:
+        async with session.get(
+            url,
+            headers=auth_headers(api_key),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=True,
+        ) as resp:
+            return resp.status, resp.reason or "", await resp.read()
+    except asyncio.TimeoutError as exc:
+        raise DiscoveryError(f"timed out after {timeout:g} s", url) from exc
+    except aiohttp.ClientError as exc:
+        raise DiscoveryError(scrub(_connection_cause(exc), api_key), url) from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise DiscoveryError(scrub(f"connection failed ({_one_line(exc)})", api_key), url) from exc
+
+
+def _connection_cause(exc: aiohttp.ClientError) -> str:
+    """Name the failure the way a user would look it up: refused, DNS, TLS, reset."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return (
+            f"TLS certificate not trusted ({_one_line(exc.certificate_error)}; "
+            "--insecure skips the check)"
+        )
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS error ({_one_line(getattr(exc, 'os_error', exc))}; is the server https?)"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_error = exc.os_error
+        if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(
+            os_error, socket.gaierror
+        ):
+            return f"DNS lookup failed for {exc.host!r} ({_one_line(os_error)})"
+        if isinstance(os_error, ConnectionRefusedError):
+            return "connection refused (is the server running and listening on that port?)"
+        return f"cannot connect ({_one_line(os_error)})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection without answering"
+    return f"connection failed ({_one_line(exc) or type(exc).__name__})"
+
+
+def _status_cause(status: int, reason: str, body: bytes, api_key: str | None) -> str:
+    if status in (401, 403):
+        hint = "check --api-key" if api_key else "the server wants a key: pass --api-key"
+        return f"HTTP {status} {reason}: the server refused the request ({hint})"
+    if status == 404:
+        return f"HTTP 404 {reason}: no model list here (is this an OpenAI-compatible endpoint?)"
+    snippet = _snippet(body, api_key)
+    return f"HTTP {status} {reason}" + (f": {snippet}" if snippet else "")
+
+
+def _model_entries(body: bytes, url: str, api_key: str | None) -> list[dict]:
+    try:
+        answer = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        snippet = _snippet(body, api_key)
+        raise DiscoveryError(f"the answer is not JSON ({snippet or 'empty body'})", url) from exc
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        raise DiscoveryError("the JSON answer has no 'data' list of models", url)
+    entries = [e for e in data if isinstance(e, dict) and isinstance(e.get("id"), str) and e["id"]]
+    if not entries:
+        raise DiscoveryError("the server lists no models", url)
+    return entries
+
+
+def _choose(names: list[str], model: str | None, url: str, api_key: str | None) -> str:
+    if not model:
+        return names[0]
+    if model in names:
+        return model
+    folded = [name for name in names if name.lower() == model.lower()]
+    if len(folded) == 1:
+        return folded[0]
+    available = ", ".join(names)
+    raise DiscoveryError(
+        scrub(f"--model {model!r} is not served; available: {available}", api_key), url
+    )
+
+
+def _snippet(body: bytes, api_key: str | None, limit: int = 120) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    text = scrub(text, api_key)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line(exc: object) -> str:
+    return " ".join(str(exc).split())

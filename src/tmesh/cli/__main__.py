@@ -1,0 +1,5 @@
+import sys
+
+from tmesh.cli.main import main
+
+sys.exit(main())
