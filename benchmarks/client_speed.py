@@ -43,9 +43,9 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tmesh.bench.client import ClientConfig, make_session, send_request
-from tmesh.bench.records import RequestPlan
-from tmesh.bench.sse import SSEParser
+from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.sse import SSEParser
+from tmesh.results.records import RequestPlan
 
 SERVER = Path(__file__).with_name("_sse_server.py")
 TOKENS = 100

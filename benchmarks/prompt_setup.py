@@ -43,9 +43,9 @@ class Timed:
 
 
 def run_case(oracle_kind: str, tokenizer: str | None, contexts: int, length: int) -> None:
-    from tmesh.bench.prompts import build_prompt_set
-    from tmesh.bench.records import WorkloadSpec
-    from tmesh.bench.tokens import LengthEstimate, LocalTokenizer
+    from tmesh.bench.workload.prompts import build_prompt_set
+    from tmesh.bench.workload.tokens import LengthEstimate, LocalTokenizer
+    from tmesh.results.records import WorkloadSpec
 
     spec = WorkloadSpec("bench", contexts, contexts, max(1, contexts // 3), length, 100)
     wall, cpu = time.perf_counter(), time.process_time()

@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tmesh.bench.recorder import Recorder
-from tmesh.bench.records import ERROR_KINDS, RequestRecord, WorkloadSpec
-from tmesh.bench.runfiles import RunFiles
+from tmesh.bench.measure.recorder import Recorder
+from tmesh.results.records import ERROR_KINDS, RequestRecord, WorkloadSpec
+from tmesh.results.rundir import RunFiles
 
 SPEC = WorkloadSpec(
     model="openai/gpt-oss-20b",
