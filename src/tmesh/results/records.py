@@ -7,16 +7,36 @@ one shape; the JSON written to a run folder is `dataclasses.asdict` of these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-ERROR_KINDS = (
-    "connect",
-    "timeout",
-    "http_4xx",
-    "http_5xx",
-    "http_429",
-    "stream_cut",
-    "malformed",
-)
+Api = Literal["completions", "chat"]
+"""Which OpenAI endpoint a run calls; with `chat`, a prompt is sent as the user message."""
+APIS: tuple[Api, ...] = get_args(Api)
+
+ErrorKind = Literal[
+    "connect", "timeout", "http_4xx", "http_5xx", "http_429", "stream_cut", "malformed"
+]
+"""How a request failed: no connection or no answer (`connect`), no byte for the stall limit
+(`timeout`), an HTTP error status by class, a stream that ended before its end marker
+(`stream_cut`), or an answer that is not a valid OpenAI stream (`malformed`)."""
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+StopReason = Literal[
+    "duration",
+    "max-requests",
+    "signal",
+    "errors",
+    "failed",
+    "write-error",
+    "worker-lost",
+    "stopped",
+    "interrupted",
+]
+"""Why a run ended, as `summary.json` records it: a limit it was given (`duration`,
+`max-requests`), the user (`signal`, and `interrupted` for a second Ctrl-C), a stop rule on
+failing requests (`errors`), or a failure of tmesh's own side (`failed`, `write-error`,
+`worker-lost`); `stopped` when the load ended without naming a reason."""
+STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
 
 
 @dataclass(frozen=True)
@@ -32,7 +52,7 @@ class WorkloadSpec:
     kv_bytes_per_token: int | None = None
     offload_size_gb: float = 100.0
     seed: int = 0
-    api: str = "completions"
+    api: Api = "completions"
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,7 @@ class RequestRecord:
     completion_tokens: int = 0
     usage_reported: bool = False
     cached_tokens: int | None = None
-    error: str | None = None
+    error: ErrorKind | None = None
     error_detail: str | None = None
     status: int | None = None
     retry_after: float | None = None
@@ -204,7 +224,7 @@ class RunSummary:
 
     started_at: str
     elapsed: float
-    stop_reason: str
+    stop_reason: StopReason
     total_requests: int
     failed_requests: int
     qps: float
