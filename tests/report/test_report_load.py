@@ -12,7 +12,7 @@ import pytest
 from fixtures.runs.synthetic import RunShape, write_run
 
 from tmesh.report.html import render_report
-from tmesh.report.load import SUMMARY, RunLoadError, build_record, load_run
+from tmesh.report.load import SUMMARY, RecordShapeError, RunLoadError, build_record, load_run
 from tmesh.results.records import RunSummary
 
 
@@ -180,3 +180,14 @@ def test_null_and_non_numeric_map_values(complete: Path, tmp_path: Path) -> None
     data["overall"]["errors"] = {"timeout": "many"}
     with pytest.raises(ValueError, match=r"errors\.timeout has an unexpected value 'many'"):
         build_record(RunSummary, data)
+
+
+def test_names_written_by_another_version_are_kept(complete: Path, tmp_path: Path) -> None:
+    """A stop reason or API name this version does not know still loads: the run is good."""
+    folder = _copy(complete, tmp_path)
+    summary = json.loads((folder / SUMMARY).read_text())
+    summary["stop_reason"] = "sweep-point-done"
+    (folder / SUMMARY).write_text(json.dumps(summary))
+    assert load_run(folder).summary.stop_reason == "sweep-point-done"
+    with pytest.raises(RecordShapeError, match="stop_reason"):
+        build_record(RunSummary, {**summary, "stop_reason": 7})

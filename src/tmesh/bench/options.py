@@ -1,7 +1,8 @@
-"""Everything `tmesh-cli benchmark` was asked to do, as one plain record.
+"""Everything `tmesh-cli benchmark` was asked to do, as one plain record, each option declared once.
 
-The CLI fills it from flags; the orchestrator reads it; `config.json` stores it (key masked) so a
-run can be repeated.
+Each field carries its help, unit, bounds and group (`tmesh.fieldspec`): the command line is built
+from these fields, values given from Python are checked against them, and `config.json` stores the
+record (key masked) so a run can be repeated.
 """
 
 from __future__ import annotations
@@ -9,40 +10,224 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmesh.fieldspec import option
+from tmesh.results.records import APIS, Api
+
+TARGET, SIZING, RUN, OUTPUT, TELEMETRY = (
+    "target",
+    "workload sizing",
+    "run control",
+    "output",
+    "server telemetry",
+)
+
 
 @dataclass
 class BenchmarkOptions:
-    endpoint: str | None = None
-    api_key: str | None = None
-    model: str | None = None
-    api: str = "completions"
-    offload_size: float = 100.0
-    kv_bytes_per_token: int | None = None
-    model_config: Path | None = None
-    tokenizer: str | None = None
-    num_contexts: int | None = None
-    questions_per_context: int | None = None
-    max_inflight: int | None = None
-    input_length: int = 32000
-    output_length: int = 100
-    seed: int = 0
-    duration: float | None = None
-    max_requests: int | None = None
-    warmup: float = 0.0
-    request_timeout: float = 300.0
-    output_dir: Path | None = None
-    insecure: bool = False
-    demo: bool = False
-    profile: str = "cpu-offload"
-    quiet: bool = False
-    json: bool = False
-    live: bool = False
-    report: bool = False
-    interval: float = 5.0
-    metrics_url: str | None = None
-    server_metrics: bool = True
-    prometheus_port: int | None = None
-    max_records: int | None = None
-    max_consecutive_errors: int | None = None
-    grace: float = 5.0
-    workers: int = 1
+    endpoint: str | None = option(
+        None, group=TARGET, help="OpenAI-compatible URL (host:port, …/v1, …/v1/completions)"
+    )
+    api_key: str | None = option(
+        None,
+        group=TARGET,
+        help="bearer key (default: $TMESH_API_KEY or $OPENAI_API_KEY); never printed in full",
+    )
+    model: str | None = option(
+        None, group=TARGET, help="model to use when /v1/models lists several (default: first)"
+    )
+    api: Api = option("completions", group=TARGET, choices=APIS, help="which API to call")
+    insecure: bool = option(
+        False, group=TARGET, help="skip TLS certificate checks (default: verify)"
+    )
+    demo: bool = option(
+        False,
+        group=TARGET,
+        help="run against the built-in simulated engine (stops after 90 s unless --duration)",
+    )
+    profile: str | None = option(
+        None,
+        group=TARGET,
+        help="simulated engine for --demo (see simulate --list-profiles)",
+    )
+    offload_size: float = option(
+        100.0,
+        group=SIZING,
+        metavar="GB",
+        unit="GB",
+        minimum=0,
+        above_minimum=True,
+        help="KV offload buffer size in GB",
+    )
+    kv_bytes_per_token: int | None = option(
+        None,
+        group=SIZING,
+        metavar="BYTES",
+        unit="bytes",
+        minimum=0,
+        above_minimum=True,
+        help="KV cache bytes per token (default: from --model-config or built-in table)",
+    )
+    model_config: Path | None = option(
+        None,
+        group=SIZING,
+        metavar="PATH",
+        help="Hugging Face config.json to compute KV bytes per token from",
+    )
+    tokenizer: str | None = option(
+        None,
+        group=SIZING,
+        metavar="PATH",
+        help="local tokenizer.json or folder for exact token counts "
+        "(default: server /tokenize, else calibration, else estimate)",
+    )
+    num_contexts: int | None = option(
+        None,
+        group=SIZING,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="number of long contexts (default: sized from --offload-size)",
+    )
+    questions_per_context: int | None = option(
+        None,
+        group=SIZING,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="distinct questions per context (default: = number of contexts)",
+    )
+    max_inflight: int | None = option(
+        None,
+        group=SIZING,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="requests outstanding at once (default: contexts // 3)",
+    )
+    input_length: int = option(
+        32000,
+        group=SIZING,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="tokens per context",
+    )
+    output_length: int = option(
+        100,
+        group=SIZING,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="tokens generated per request",
+    )
+    seed: int = option(0, group=SIZING, minimum=0, help="seed for prompts and question order")
+    duration: float | None = option(
+        None,
+        group=RUN,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        above_minimum=True,
+        help="stop after this many seconds (default: run until Ctrl-C; 90 with --demo)",
+    )
+    max_requests: int | None = option(
+        None,
+        group=RUN,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="stop after N finished requests (default: no limit)",
+    )
+    warmup: float = option(
+        0.0,
+        group=RUN,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        help="exclude the first SECONDS from steady-state figures",
+    )
+    request_timeout: float = option(
+        300.0,
+        group=RUN,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        above_minimum=True,
+        help="fail a request after this long without a byte",
+    )
+    max_consecutive_errors: int | None = option(
+        None,
+        group=RUN,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="stop with exit 1 after N failures in a row (default: no limit)",
+    )
+    workers: int = option(
+        1,
+        group=RUN,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="load-generating processes sharing the in-flight limit",
+    )
+    interval: float = option(
+        5.0,
+        group=RUN,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        above_minimum=True,
+        help="seconds between progress blocks",
+    )
+    grace: float = option(
+        5.0,
+        group=RUN,
+        unit="s",
+        minimum=0,
+        flagged=False,
+        help="seconds in-flight requests get to finish once the run stops",
+    )
+    output_dir: Path | None = option(
+        None,
+        group=OUTPUT,
+        metavar="DIR",
+        help="where to write the run's files (default: ./tmesh-runs/<timestamp>/)",
+    )
+    max_records: int | None = option(
+        None,
+        group=OUTPUT,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="rotate requests.jsonl every N lines (default: never)",
+    )
+    report: bool = option(
+        False, group=OUTPUT, help="write report.html into the run folder when the run stops"
+    )
+    quiet: bool = option(False, group=OUTPUT, help="print only the final summary")
+    json: bool = option(
+        False,
+        group=OUTPUT,
+        help="print one JSON object per interval on stdout (blocks go to stderr)",
+    )
+    live: bool = option(False, group=OUTPUT, help="live-updating terminal view")
+    metrics_url: str | None = option(
+        None,
+        group=TELEMETRY,
+        metavar="URL",
+        help="server Prometheus /metrics URL (default: same host as --endpoint)",
+    )
+    server_metrics: bool = option(
+        True, group=TELEMETRY, negate=True, help="do not scrape the server's /metrics"
+    )
+    prometheus_port: int | None = option(
+        None,
+        group=TELEMETRY,
+        metavar="PORT",
+        minimum=0,
+        above_minimum=True,
+        help="serve tmesh's own live metrics on this port (default: off)",
+    )

@@ -25,7 +25,11 @@ from tmesh.bench.load.client import ClientConfig, make_session, send_request
 from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
 from tmesh.bench.measure.recorder import Recorder
-from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
+from tmesh.bench.measure.servermetrics import (
+    ServerMetricsScraper,
+    ServerSample,
+    default_metrics_url,
+)
 from tmesh.bench.measure.verdict import summarize_cache
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
@@ -50,11 +54,28 @@ from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
-EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 class BenchmarkError(Exception):
     """A problem found before the run starts: reported in one line, exit code 2."""
+
+
+@dataclass
+class Outcome:
+    """How a measured run ended. `fatal` is the stop rule that failed it (every request of the
+    first minute failed, too many errors in a row, a lost worker); `files_error` says the run
+    folder stopped taking writes. Either makes it a failed run; both are one line."""
+
+    summary: RunSummary
+    run_dir: Path
+    fatal: str | None = None
+    files_error: str | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for e in (self.fatal, self.files_error) if e]
 
 
 @dataclass
@@ -127,7 +148,7 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
     return spec
 
 
-def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict:
+def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
     """The `config.json` of a run: enough to repeat it, with the key masked."""
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
     options["api_key"] = mask_key(opts.api_key) if opts.api_key else None
@@ -166,7 +187,8 @@ class Session:
         self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
         self.scraper: ServerMetricsScraper | None = None
         self.loop: LoopControl | None = None
-        self.first_sample = self.last_sample = None
+        self.first_sample: ServerSample | None = None
+        self.last_sample: ServerSample | None = None
         self.summary_written = False
         self.files_error: str | None = None
         self._said_unavailable = False
@@ -230,8 +252,8 @@ class Session:
         return time.monotonic() - self.origin
 
 
-async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
-    """Run the load loop and report; returns the exit code."""
+async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome:
+    """Run the load loop until a stop rule or a signal, and show the summary."""
     spec = prep.spec
     run = Session(opts, prep, view)
     if run.exporter:
@@ -265,12 +287,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> int:
             if run.exporter:
                 run.exporter.stop()
     view.summary(summary, run.files.path)
-    errors = [state.fatal, run.files_error]
-    if opts.report and not run.files_error:
-        errors.append(_report(run.files.path, view))
-    for error in filter(None, errors):
-        view.error(error)
-    return EXIT_RUN_FAILED if any(errors) else EXIT_OK
+    return Outcome(summary, run.files.path, state.fatal, run.files_error)
 
 
 def _load_loop(
@@ -308,19 +325,6 @@ def _load_loop(
         run.origin,
         opts.interval,
     )
-
-
-def _report(run_dir: Path, view: View) -> str | None:
-    """Write `report.html`; a failure is one line (the run's own files are complete anyway)."""
-    from tmesh.report.html import write_report
-    from tmesh.report.load import RunLoadError
-
-    try:
-        view.progress(f"report: {write_report(run_dir)}")
-    except (OSError, RunLoadError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        return f"cannot write the report in {run_dir}: {reason}"
-    return None
 
 
 class _signals:

@@ -16,9 +16,8 @@ from tmesh.bench.run import BenchmarkError
 from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import SimulatorHandle, start_simulator
 
-# DESIGN asked for 60 s, but the first pass over the seed workload's 61 cold 32k contexts takes
-# the simulated H100 about a minute, so a 60 s demo ended before the first revisit: nothing it
-# exists to show was on screen.
+# The first pass over the default workload's 61 cold 32k contexts takes the simulated H100 about
+# a minute, so a 60 s demo ended before the first revisit: nothing it exists to show was on screen.
 DEMO_DURATION_S = 90.0
 START_TIMEOUT_S = 30.0
 

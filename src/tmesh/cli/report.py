@@ -113,7 +113,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def _format(args: argparse.Namespace) -> str:
     if args.format:
-        return args.format
+        return str(args.format)
     if args.output and args.output != "-":
         return SUFFIXES.get(Path(args.output).suffix.lower(), "html")
     return "html"

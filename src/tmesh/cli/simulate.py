@@ -1,8 +1,7 @@
 """`tmesh-cli simulate`: the simulated engine as a standalone OpenAI-compatible server.
 
 One flag per `EngineConfig` field, so figures measured on a real server can be pasted in; each
-flag only overrides the chosen profile when given. The lead's `tmesh.cli` adds the sub-command
-with `add_simulate_arguments` and calls `run_simulate`.
+flag only overrides the chosen profile when given.
 """
 
 from __future__ import annotations
@@ -16,11 +15,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from tmesh.cli.flags import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, number, within
 from tmesh.sim.faults import ERROR_BODIES, FaultConfig
-from tmesh.sim.profiles import PROFILES, EngineConfig, describe_profiles
+from tmesh.sim.profiles import DEFAULT_PROFILE, PROFILES, EngineConfig, describe_profiles
 from tmesh.sim.server import start_simulator
 
-DEFAULT_PROFILE = "cpu-offload"
 DEFAULT_PORT = 8000
 
 # What each EngineConfig knob means, with its unit: (metavar, help). The flag is the field name
@@ -59,22 +58,9 @@ ENGINE_FLAGS: dict[str, tuple[str, str]] = {
 }
 
 
-def _number(kind: Callable[[str], Any], check: Callable[[Any], bool], what: str) -> Callable:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid number") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {what}")
-        return value
-
-    return parse
-
-
-_rate = _number(float, lambda v: 0 <= v <= 1, "between 0 and 1")
-_seconds = _number(float, lambda v: v >= 0, ">= 0")
-_tokens = _number(int, lambda v: v >= 0, ">= 0")
+_rate = number(float, within(0, 1))
+_seconds = number(float, within(0))
+_tokens = number(int, within(0))
 
 
 def _retry_after(text: str) -> float | None:
@@ -88,7 +74,7 @@ def _statuses(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list") from None
 
 
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `tmesh-cli simulate`."""
     server = parser.add_argument_group("server")
     server.add_argument(
@@ -96,7 +82,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     server.add_argument(
         "--port",
-        type=_number(int, lambda v: 0 <= v <= 65535, "a port number"),
+        type=number(int, within(0, 65535)),
         default=DEFAULT_PORT,
         help=f"TCP port to listen on, 0 = any free port (default: {DEFAULT_PORT})",
     )
@@ -134,7 +120,7 @@ def _add_engine_arguments(group: argparse._ArgumentGroup) -> None:
         )
 
 
-def _knobs() -> list[dataclasses.Field]:
+def _knobs() -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(EngineConfig) if f.name != "name"]
 
 
@@ -158,7 +144,7 @@ def _add_fault_arguments(group: argparse._ArgumentGroup) -> None:
             help=f"{text}, 0..1 (default: 0)",
         )  # fmt: skip
     statuses = ",".join(str(s) for s in d.error_statuses)
-    options: list[tuple[str, str, Callable, Any, str, str]] = [
+    options: list[tuple[str, str, Callable[[str], Any], Any, str, str]] = [
         ("--fault-error-status", "error_statuses", _statuses, d.error_statuses, "STATUSES",
          f"comma-separated statuses of injected errors (default: {statuses})"),
         ("--fault-error-body", "error_body", str, d.error_body, "STYLE",
@@ -200,17 +186,17 @@ def fault_config_from_args(args: argparse.Namespace) -> FaultConfig:
     )
 
 
-def run_simulate(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM (exit 0); bad flags exit 2, an unusable address exit 1."""
     if args.list_profiles:
         print(describe_profiles())
-        return 0
+        return EXIT_OK
     try:
         config = engine_config_from_args(args)
         faults = fault_config_from_args(args)
     except ValueError as exc:
         print(f"tmesh-cli simulate: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     logging.basicConfig(
         format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING, stream=sys.stderr
     )
@@ -218,7 +204,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(config, faults, args))
     except KeyboardInterrupt:
-        return 0
+        return EXIT_OK
 
 
 async def _serve(config: EngineConfig, faults: FaultConfig, args: argparse.Namespace) -> int:
@@ -237,7 +223,7 @@ async def _serve(config: EngineConfig, faults: FaultConfig, args: argparse.Names
             f"{exc.strerror or exc}",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_RUN_FAILED
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -251,4 +237,4 @@ async def _serve(config: EngineConfig, faults: FaultConfig, args: argparse.Names
     async with handle:
         await stop.wait()
     print("tmesh simulated engine: stopped", flush=True)
-    return 0
+    return EXIT_OK

@@ -281,6 +281,11 @@ def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
         elif option is str or option is bool:
             if isinstance(value, option):
                 return value
+        elif typing.get_origin(option) is typing.Literal:
+            # A name another version may have added (a new error kind or stop reason) is kept,
+            # not refused: the files of that run are still good.
+            if isinstance(value, str):
+                return value
         elif is_dataclass(option):
             return build_record(option, value)
         elif typing.get_origin(option) is dict and isinstance(value, dict):

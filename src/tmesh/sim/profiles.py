@@ -203,6 +203,10 @@ def _fast(base: EngineConfig) -> EngineConfig:
 
 _GPU_ONLY = EngineConfig(name="gpu-only", jitter=0.02)
 
+DEFAULT_PROFILE = "cpu-offload"
+"""The profile `simulate` and `benchmark --demo` use unless told: the stack the benchmark exists
+to show paying off."""
+
 PROFILES: dict[str, EngineConfig] = {
     "gpu-only": _GPU_ONLY,
     "cpu-offload": replace(_GPU_ONLY, name="cpu-offload", cpu_offload_gb=100.0),

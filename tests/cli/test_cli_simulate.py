@@ -16,10 +16,10 @@ import pytest
 
 from tmesh.cli.simulate import (
     ENGINE_FLAGS,
-    add_simulate_arguments,
+    add_arguments,
     engine_config_from_args,
     fault_config_from_args,
-    run_simulate,
+    run_command,
 )
 from tmesh.sim.faults import FaultConfig
 from tmesh.sim.profiles import PROFILES, EngineConfig
@@ -27,22 +27,22 @@ from tmesh.sim.profiles import PROFILES, EngineConfig
 # Runs this module's parser in a child process (independent of how the lead wires tmesh-cli).
 CHILD = (
     "import argparse, sys\n"
-    "from tmesh.cli.simulate import add_simulate_arguments, run_simulate\n"
+    "from tmesh.cli.simulate import add_arguments, run_command\n"
     "parser = argparse.ArgumentParser(prog='tmesh-cli simulate')\n"
-    "add_simulate_arguments(parser)\n"
-    "sys.exit(run_simulate(parser.parse_args(sys.argv[1:])))\n"
+    "add_arguments(parser)\n"
+    "sys.exit(run_command(parser.parse_args(sys.argv[1:])))\n"
 )
 
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    add_simulate_arguments(parser)
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_every_engine_knob_has_a_flag_with_unit_and_default() -> None:
     parser = argparse.ArgumentParser()
-    add_simulate_arguments(parser)
+    add_arguments(parser)
     helps = {action.dest: action.help for action in parser._actions}
     knobs = {f.name for f in dataclasses.fields(EngineConfig)} - {"name"}
     assert set(ENGINE_FLAGS) == knobs
@@ -89,7 +89,7 @@ def test_fault_flags() -> None:
     ],
 )
 def test_invalid_combinations_exit_2(argv: list[str], capsys: pytest.CaptureFixture) -> None:
-    assert run_simulate(parse(*argv)) == 2
+    assert run_command(parse(*argv)) == 2
     err = capsys.readouterr().err
     assert err.startswith("tmesh-cli simulate: error: ")
     assert err.count("\n") == 1
@@ -105,7 +105,7 @@ def test_bad_flag_values_are_rejected_by_the_parser(argv: list[str]) -> None:
 
 
 def test_list_profiles(capsys: pytest.CaptureFixture) -> None:
-    assert run_simulate(parse("--list-profiles")) == 0
+    assert run_command(parse("--list-profiles")) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in PROFILES)
 
