@@ -21,8 +21,9 @@ from tmesh.cli.simulate import (
     fault_config_from_args,
     run_command,
 )
+from tmesh.sim.config import EngineConfig
 from tmesh.sim.faults import FaultConfig
-from tmesh.sim.profiles import PROFILES, EngineConfig
+from tmesh.sim.profiles import PROFILES
 
 # Runs this module's parser in a child process (independent of how the lead wires tmesh-cli).
 CHILD = (

@@ -11,8 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tmesh.sim import latency
 from tmesh.sim.clock import VirtualClock
-from tmesh.sim.engine import Engine, EngineStopped, SimRequest, State
-from tmesh.sim.profiles import PROFILES, EngineConfig
+from tmesh.sim.config import EngineConfig
+from tmesh.sim.engine import Engine
+from tmesh.sim.profiles import PROFILES
+from tmesh.sim.request import EngineStopped, SimRequest, State
 
 GPU_ONLY = replace(PROFILES["gpu-only"], jitter=0.0)
 CPU_OFFLOAD = replace(PROFILES["cpu-offload"], jitter=0.0)

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tmesh.sim.clock import VirtualClock
-from tmesh.sim.engine import Engine, SimRequest, State
+from tmesh.sim.engine import Engine
 from tmesh.sim.profiles import PROFILES
+from tmesh.sim.request import SimRequest, State
 
 # 24 GPU blocks of 16 tokens, a CPU tier of ~48 blocks, small budget: preemption, CPU loads and
 # eviction all happen within a few requests.

@@ -11,8 +11,9 @@ import pytest
 
 from tmesh.sim import latency
 from tmesh.sim.clock import RealClock, VirtualClock
+from tmesh.sim.config import EngineConfig
 from tmesh.sim.engine import Engine
-from tmesh.sim.profiles import PROFILES, EngineConfig, describe_profiles
+from tmesh.sim.profiles import PROFILES, describe_profiles
 
 
 def test_gpt_oss_h100_profiles_size_the_benchmark_working_set() -> None:

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tmesh.sim.profiles import PROFILES
-from tmesh.sim.server import FILLER_WORDS, SimulatorHandle, filler_text, start_simulator
+from tmesh.sim.server import SimulatorHandle, start_simulator
+from tmesh.sim.wire import FILLER_WORDS, filler_text
 
 CONFIG = dataclasses.replace(PROFILES["fast"], max_model_len=4096, gpu_kv_tokens=65536)
 MODEL = CONFIG.model

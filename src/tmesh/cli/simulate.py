@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tmesh.cli.flags import EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, number, within
+from tmesh.sim.config import EngineConfig
 from tmesh.sim.faults import ERROR_BODIES, FaultConfig
-from tmesh.sim.profiles import DEFAULT_PROFILE, PROFILES, EngineConfig, describe_profiles
+from tmesh.sim.profiles import DEFAULT_PROFILE, PROFILES, describe_profiles
 from tmesh.sim.server import start_simulator
 
 DEFAULT_PORT = 8000

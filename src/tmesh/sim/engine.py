@@ -1,4 +1,4 @@
-"""The simulated inference engine: continuous batching over a vLLM-like KV cache (reference 7.3).
+"""The simulated inference engine: continuous batching over a vLLM-like KV cache .
 
 One step loop owns all state. Each step:
 
@@ -24,117 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import heapq
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tmesh.sim import latency
-from tmesh.sim.blocks import Block, BlockHasher, BlockPool
+from tmesh.sim.blocks import BlockHasher, BlockPool
 from tmesh.sim.clock import Clock, RealClock, VirtualClock
+from tmesh.sim.config import EngineConfig
 from tmesh.sim.metrics import EngineMetrics
 from tmesh.sim.offload import CpuTier
-from tmesh.sim.profiles import EngineConfig
+from tmesh.sim.request import DONE, EngineStopped, SimRequest, State
 from tmesh.sim.tokenizer import SimTokenizer
-
-
-class EngineStopped(RuntimeError):
-    """The engine stopped while the request was still in it."""
-
-
-class State(enum.Enum):
-    PENDING = "pending"  # in the frontend (API overhead), not yet seen by the scheduler
-    WAITING = "waiting"
-    LOADING = "loading"  # holds GPU blocks, waits for its prefix to arrive from the CPU tier
-    RUNNING = "running"
-    FINISHED = "finished"
-    ABORTED = "aborted"
-
-
-_DONE = (State.FINISHED, State.ABORTED)
-
-
-class SimRequest:
-    """One generation request; its tokens are consumed with `stream()`."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        request_id: int,
-        prompt_tokens: int,
-        max_tokens: int,
-        block_hashes: list[int],
-        arrival_time: float,
-    ) -> None:
-        self._engine = engine
-        self.request_id = request_id
-        self.prompt_tokens = prompt_tokens
-        self.max_tokens = max_tokens
-        self.block_hashes = block_hashes
-        self.arrival_time = arrival_time
-        self.state = State.PENDING
-        self.cached_tokens = 0
-        self.local_hit = 0
-        self.external_hit = 0
-        self.loading_tokens = 0
-        self.num_output = 0
-        self.num_computed = 0
-        self.num_cached_blocks = 0
-        self.num_preemptions = 0
-        self.blocks: list[Block] = []
-        self.looked_up = False
-        self.first_token_time: float | None = None
-        self.finish_time: float | None = None
-        self._pending = 0
-        self._event = asyncio.Event()
-        self._error: BaseException | None = None
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens whose KV the request needs before it can emit the next one."""
-        return self.prompt_tokens + self.num_output
-
-    @property
-    def ttft(self) -> float | None:
-        """Model-time TTFT from arrival (the value the TTFT histogram records)."""
-        if self.first_token_time is None:
-            return None
-        return self.first_token_time - self.arrival_time
-
-    @property
-    def done(self) -> bool:
-        return self.state in _DONE
-
-    async def stream(self) -> AsyncIterator[int]:
-        """Tokens emitted per engine step, merged if the consumer falls behind (as vLLM does).
-
-        Ends after the last token or after `cancel()`; raises `EngineStopped` if the engine stops.
-        """
-        while True:
-            if self._pending:
-                n, self._pending = self._pending, 0
-                yield n
-                continue
-            if self._error is not None:
-                raise self._error
-            if self.state in _DONE:
-                return
-            self._event.clear()
-            await self._event.wait()
-
-    def cancel(self) -> None:
-        """The client went away: stop generating and free the KV blocks. Idempotent."""
-        self._engine._abort(self, None)
-
-    def _emit(self) -> None:
-        self._pending += 1
-        self._event.set()
-
-    def _end(self, error: BaseException | None) -> None:
-        self._error = error
-        self._event.set()
 
 
 @dataclass
@@ -211,7 +114,9 @@ class Engine:
                 f"{max_tokens} in the completion)."
             )
         now = self.clock.now()
-        req = SimRequest(self, self._next_id, n, max_tokens, self._hasher.hashes(prompt_ids), now)
+        req = SimRequest(
+            self._cancel, self._next_id, n, max_tokens, self._hasher.hashes(prompt_ids), now
+        )
         self._next_id += 1
         self._live[req.request_id] = req
         ready = now + latency.api_delay(self.config, n)
@@ -423,7 +328,8 @@ class Engine:
         return max(0, -(-(req.num_computed + n) // self.config.block_size) - len(req.blocks))
 
     def _timed(self, items: list[tuple[SimRequest, int]], now: float) -> _Step:
-        new = pairs = context = 0
+        new = context = 0
+        pairs = 0.0
         for req, n in items:
             c = req.num_computed
             new += n
@@ -473,7 +379,7 @@ class Engine:
                 req.local_hit,
                 req.external_hit,
             )
-        req._emit()
+        req.emit()
         if req.num_output == req.max_tokens:
             self.running.remove(req)
             self._release(req)
@@ -481,7 +387,7 @@ class Engine:
             req.finish_time = now
             del self._live[req.request_id]
             self.metrics.record_finish("length", now - req.arrival_time)
-            req._end(None)
+            req.end(None)
 
     def _preempt(self, req: SimRequest) -> None:
         """Recompute-style preemption: drop the KV (cached hashes survive), requeue at the front."""
@@ -497,8 +403,11 @@ class Engine:
         req.num_computed = 0
         req.num_cached_blocks = 0
 
+    def _cancel(self, req: SimRequest) -> None:
+        self._abort(req, None)
+
     def _abort(self, req: SimRequest, error: BaseException | None) -> None:
-        if req.state in _DONE:
+        if req.state in DONE:
             return
         if req.state is State.RUNNING:
             self.running.remove(req)
@@ -509,5 +418,5 @@ class Engine:
         req.finish_time = self.clock.now()
         self._live.pop(req.request_id, None)
         self.metrics.record_abort()
-        req._end(error)
+        req.end(error)
         self._wake.set()

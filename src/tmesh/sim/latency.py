@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tmesh.sim.profiles import EngineConfig
+from tmesh.sim.config import EngineConfig
 
 
 def step_seconds(
