@@ -48,6 +48,7 @@ from tmesh.results.records import (
     RequestPlan,
     RequestRecord,
     RunSummary,
+    StopReason,
     WorkloadSpec,
 )
 from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
@@ -225,7 +226,7 @@ class Session:
         self.last_sample = sample
         return view
 
-    def finish(self, stop_reason: str) -> RunSummary:
+    def finish(self, stop_reason: StopReason) -> RunSummary:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
-from tmesh.results.records import ClientHealth, RequestPlan, RequestRecord
+from tmesh.results.records import ClientHealth, RequestPlan, RequestRecord, StopReason
 
 SendFn = Callable[[RequestPlan], Awaitable[RequestRecord]]
 RecordFn = Callable[[RequestRecord], None]
@@ -95,11 +95,11 @@ class LoopState:
     successes: int = 0
     failures: int = 0
     consecutive_errors: int = 0
-    stop_reason: str | None = None
+    stop_reason: StopReason | None = None
     fatal: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def request_stop(self, reason: str, fatal: str | None = None) -> None:
+    def request_stop(self, reason: StopReason, fatal: str | None = None) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             self.fatal = fatal
@@ -128,7 +128,7 @@ class LoopControl:
     def now(self) -> float:
         return time.monotonic() - self._origin
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: StopReason) -> None:
         self.state.request_stop(reason)
 
     @property

@@ -25,6 +25,7 @@ from tmesh.results.records import (
     IntervalSnapshot,
     RequestRecord,
     RunSummary,
+    StopReason,
     WindowStats,
     WorkloadSpec,
 )
@@ -233,7 +234,7 @@ class Recorder:
         self._open_warmup.merge(self._open_steady)
         return self._open_warmup
 
-    def summary(self, now: float, stop_reason: str, started_at: str) -> RunSummary:
+    def summary(self, now: float, stop_reason: StopReason, started_at: str) -> RunSummary:
         """Run-wide figures including requests finished since the last snapshot.
 
         Health and server figures are those of the last snapshot; `verdict` is left for the

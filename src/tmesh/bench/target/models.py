@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -147,7 +148,7 @@ def geometry_from_config(path: str | Path) -> KVGeometry:
     return geometry_from_dict(config, str(file))
 
 
-def geometry_from_dict(config: dict, where: str = "config") -> KVGeometry:
+def geometry_from_dict(config: dict[str, Any], where: str = "config") -> KVGeometry:
     """KV geometry of a config dict; multimodal configs nest the language model in `text_config`."""
     text = config.get("text_config")
     fields = {**config, **text} if isinstance(text, dict) else config
@@ -176,11 +177,11 @@ def geometry_from_dict(config: dict, where: str = "config") -> KVGeometry:
     return KVGeometry(layers, kv_heads, head_dim, dtype_bytes)
 
 
-def _has(fields: dict, key: str) -> bool:
+def _has(fields: dict[str, Any], key: str) -> bool:
     return fields.get(key) is not None
 
 
-def _positive(fields: dict, key: str, where: str) -> int:
+def _positive(fields: dict[str, Any], key: str, where: str) -> int:
     value = fields.get(key)
     if value is None:
         raise ModelConfigError(f"{where}: no {key!r}, so the KV size per token is unknown")
@@ -189,7 +190,7 @@ def _positive(fields: dict, key: str, where: str) -> int:
     return value
 
 
-def _dtype_bytes(fields: dict, where: str) -> int:
+def _dtype_bytes(fields: dict[str, Any], where: str) -> int:
     """Element size of the KV cache: the model's dtype (bf16 when the config does not say)."""
     name = fields.get("torch_dtype") or fields.get("dtype")
     if name is None:
