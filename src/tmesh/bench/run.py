@@ -1,7 +1,7 @@
 """`tmesh-cli benchmark` from discovery to summary: the one place that wires the stages together.
 
 Each stage is its own module; this file only decides the order, turns stage errors into the
-one-line messages and exit codes DESIGN promises, and makes sure every stop path leaves complete
+one-line messages a user can act on, and makes sure every stop path leaves complete
 files behind.
 """
 

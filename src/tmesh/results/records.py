@@ -41,7 +41,7 @@ STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """What the benchmark sends; printed as the seed's "Workload Specifications" block."""
+    """What the benchmark sends; printed as the "Workload Specifications" block."""
 
     model: str
     num_contexts: int

@@ -1,4 +1,4 @@
-"""vLLM's GPU KV block pool and prefix-cache block hashing (reference notes 7.5).
+"""vLLM's GPU KV block pool and prefix-cache block hashing.
 
 Semantics copied from `vllm/v1/core/block_pool.py`: blocks carry a reference count and an
 optional hash; an index maps hash -> block; blocks with no reference sit in an LRU free queue and

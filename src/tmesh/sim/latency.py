@@ -1,4 +1,4 @@
-"""The step-time model of the simulated engine (reference notes 7.4), as pure functions.
+"""The step-time model of the simulated engine, as pure functions.
 
 One engine step runs every scheduled sequence once. Its cost is
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the simulated engine, with vLLM V1's names, labels and semantics.
 
-Names follow `vllm/v1/metrics/loggers.py` (reference notes 5.1-5.2): counters are declared without
+Names follow vLLM V1's `vllm/v1/metrics/loggers.py`: counters are declared without
 `_total` and prometheus_client adds it on the wire, every series carries `model_name` and
 `engine="0"`. Gauges are read lazily at scrape time, so the engine's step loop pays nothing for
 them. Every counter is mirrored in a plain dict, `snapshot()`, the engine's own truth that tests

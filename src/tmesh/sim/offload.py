@@ -1,4 +1,4 @@
-"""The optional CPU KV tier and its PCIe links (reference notes 7.6, vLLM native offloading).
+"""The optional CPU KV tier and its PCIe links, as vLLM's native CPU offloading behaves.
 
 Inclusive write-through: every prompt block computed on the GPU is queued for a store on the
 device-to-host link and becomes CPU-resident when that transfer completes; GPU eviction does not

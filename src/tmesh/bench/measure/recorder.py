@@ -1,6 +1,6 @@
 """Aggregates finished requests into the figures the console, files and summary show.
 
-Definitions are DESIGN's "Metrics" section: per request TTFT = t_first - t0,
+Definitions, per request: TTFT = t_first - t0,
 ITL = (t_last - t_first) / (completion_tokens - 1), E2E = t_end - t0, prefill throughput =
 prompt_tokens / TTFT, decode throughput = (completion_tokens - 1) / (t_last - t_first), in seconds
 and tokens/s; every average is a mean over successful requests. QPS = successful requests /

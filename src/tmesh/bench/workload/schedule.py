@@ -1,4 +1,4 @@
-"""The order of requests: the seed's tiling pattern over contexts, a random question each time.
+"""The order of requests: a tiling pattern over contexts, a random question each time.
 
 Contexts go 0, 1, …, M-1 and around again, so every context is revisited only after all the others:
 the longest possible reuse distance, which is what forces a cache smaller than the working set to

@@ -1,6 +1,6 @@
 """How big the workload is: enough contexts to fill 90 % of the KV offload buffer.
 
-The seed sizes the working set from the offload buffer so that, with the GPU cache far smaller,
+The working set is sized from the offload buffer so that, with the GPU cache far smaller,
 revisiting a context must come from the offload tier (or be recomputed): that is the effect the
 benchmark exists to show. Its numbers (gpt-oss-20b at 100 GB → 61 / 61 / 20) follow from this file.
 """
@@ -43,7 +43,7 @@ def size_workload(
     seed: int = 0,
     api: str = "completions",
 ) -> WorkloadSpec:
-    """The seed's sizing, every value overridable; `kv_bytes_per_token` may be None only when
+    """Contexts, questions and in-flight limit from the offload buffer, every value overridable; `kv_bytes_per_token` may be None only when
     `num_contexts` is given, since then nothing depends on it."""
     _at_least_one("--input-length", input_length)
     _at_least_one("--output-length", output_length)
