@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from tokenizer_helpers import OpenAIStub, count_tokens, serve_stub, train_bpe
 from tokenizers import Tokenizer
 
 from tmesh.bench.workload.prompts import (
-    GROUP_SIZE,
     ONE_TOPIC,
     QUESTION_LEAD,
     TWO_TOPICS,
     PromptError,
     PromptSet,
     build_prompt_set,
-    find_vocabulary,
-    single_token_pieces,
 )
 from tmesh.bench.workload.tokens import (
     CalibratedEstimate,
@@ -33,13 +27,8 @@ from tmesh.bench.workload.tokens import (
     estimate_tokens,
     tokenize_url,
 )
-from tmesh.bench.workload.words import (
-    MIN_PIECES,
-    STARTERS,
-    WORDS,
-    render_sentences,
-    sentence_shapes,
-)
+from tmesh.bench.workload.vocabulary import GROUP_SIZE, measure_vocabulary, piece_costs
+from tmesh.bench.workload.words import STARTERS, WORDS
 from tmesh.results.records import WorkloadSpec
 
 
@@ -171,34 +160,57 @@ CANDIDATES = [" " + w for w in WORDS + STARTERS]
 
 async def test_group_testing_needs_few_texts(oracle, bpe) -> None:
     counting = Counting(oracle)
-    single = await single_token_pieces(counting, CANDIDATES)
-    assert single == {c for c in CANDIDATES if count_tokens(bpe, c) == 1}
+    costs = await piece_costs(counting, CANDIDATES)
+    assert costs == {c: count_tokens(bpe, c) for c in CANDIDATES}
     assert counting.texts <= len(CANDIDATES) / GROUP_SIZE + 2
 
 
-async def test_group_testing_keeps_only_single_token_words(small_vocab_path: Path) -> None:
+async def test_group_testing_reads_the_cost_of_split_words(small_vocab_path: Path) -> None:
     small = Tokenizer.from_file(str(small_vocab_path))
     counting = Counting(LocalTokenizer(str(small_vocab_path)))
-    single = await single_token_pieces(counting, CANDIDATES)
-    assert single == {c for c in CANDIDATES if count_tokens(small, c) == 1}
-    assert 100 < len(single) < len(CANDIDATES)
+    costs = await piece_costs(counting, CANDIDATES)
+    assert costs == {c: count_tokens(small, c) for c in CANDIDATES}
+    assert 100 < sum(cost == 1 for cost in costs.values()) < len(CANDIDATES)
     assert counting.texts < len(CANDIDATES) * 1.1
 
 
 async def test_exact_with_a_tokenizer_that_splits_many_words(small_vocab_path: Path) -> None:
     small = Tokenizer.from_file(str(small_vocab_path))
     oracle = LocalTokenizer(str(small_vocab_path))
-    vocab = await find_vocabulary(oracle)
-    assert len(vocab.words) < len(WORDS)
+    vocab = await measure_vocabulary(oracle)
+    assert max(vocab.cost.values()) > 1
     prompts = await build_prompt_set(_spec(contexts=3, length=2500), oracle)
     assert prompts.exact
     assert [count_tokens(small, c) for c in prompts.contexts] == [2500] * 3
 
 
-async def test_tokenizer_without_single_token_words(tmp_path: Path) -> None:
-    oracle = LocalTokenizer(str(train_bpe(tmp_path / "tokenizer.json", 600)))
-    with pytest.raises(PromptError, match="splits common English words"):
-        await build_prompt_set(_spec(), oracle)
+@pytest.mark.parametrize("vocab_size", [300, 600])
+async def test_exact_with_a_small_vocabulary(tmp_path: Path, vocab_size: int) -> None:
+    """Few or no English words are one token: contexts and questions are still exact."""
+    path = train_bpe(tmp_path / "tokenizer.json", vocab_size)
+    tokenizer = Tokenizer.from_file(str(path))
+    oracle = LocalTokenizer(str(path))
+    vocab = await measure_vocabulary(oracle)
+    assert sum(vocab.cost[w] == 1 for w in vocab.words) < 64
+    prompts = await build_prompt_set(_spec(questions=8), oracle)
+    assert prompts.exact
+    assert [count_tokens(tokenizer, c) for c in prompts.contexts] == [3000] * 4
+    for context, questions, costs in zip(
+        prompts.contexts, prompts.questions, prompts.question_tokens, strict=True
+    ):
+        whole = [count_tokens(tokenizer, context + q) for q in questions]
+        assert whole == [3000 + cost for cost in costs]
+
+
+async def test_exact_with_a_character_level_tokenizer(tmp_path: Path) -> None:
+    """Every character one token: each word costs its length plus its space."""
+    path = train_bpe(tmp_path / "tokenizer.json", 0)
+    tokenizer = Tokenizer.from_file(str(path))
+    oracle = LocalTokenizer(str(path))
+    prompts = await build_prompt_set(_spec(contexts=2, questions=4), oracle)
+    assert prompts.exact
+    assert [len(c) for c in prompts.contexts] == [3000, 3000]
+    assert [count_tokens(tokenizer, c) for c in prompts.contexts] == [3000, 3000]
 
 
 @pytest.mark.parametrize("extra", [3, -5, 400])
@@ -252,27 +264,3 @@ def test_prompt_set_repr_is_a_summary() -> None:
         "PromptSet(contexts=2, context_tokens=7..9, questions=3, oracle='x', exact=True)"
     )
     assert "none" in repr(PromptSet([], [], [], [], "x", False))
-
-
-@given(pieces=st.integers(min_value=MIN_PIECES, max_value=5000), seed=st.integers(0, 2**32))
-def test_sentence_shapes_use_exactly_the_pieces(pieces: int, seed: int) -> None:
-    shapes = sentence_shapes(random.Random(seed), pieces)
-    assert sum(length + 1 + (comma > 0) for length, comma in shapes) == pieces
-    assert all(length >= 1 for length, _ in shapes)
-    assert all(comma == 0 or 3 <= comma <= length - 3 for length, comma in shapes)
-    assert shapes[-1][1] == 0
-
-
-def test_sentence_shapes_refuse_too_few_pieces() -> None:
-    with pytest.raises(ValueError, match="at least 2 pieces"):
-        sentence_shapes(random.Random(0), 1)
-
-
-def test_render_sentences_follow_their_shapes() -> None:
-    shapes = [(12, 5), (1, 0), (7, 0)]
-    words, starters = [" alpha", " beta"], [" The"]
-    sentences = render_sentences(random.Random(0), words, starters, shapes)
-    assert [len(s.split()) for s in sentences] == [12, 1, 7]
-    assert sentences[0].split()[4].endswith(",")
-    assert all(s.startswith(" The") and s.endswith(".") for s in sentences)
-    assert sentences[1] == " The."

@@ -1,33 +1,25 @@
 """The benchmark's prompts: contexts of exactly Input Length tokens, and short distinct questions.
 
-Speed comes from counting words, not tokenizing text piece by piece. The words used are those the
-oracle confirms to be one token each with their leading space (checked in groups, a few dozen
-texts in all), so a context is planned to the exact length before it exists; then every context is
-counted once, whole, and any difference (header numbers, unusual merges) is fixed by resizing its
-last sentence and counting that context again. Questions reuse a handful of templates whose cost
-is measured once, since their topics are single-token words too.
+Speed comes from planning by piece costs, not tokenizing text piece by piece: the vocabulary's
+costs are measured once (a few dozen texts for a large vocabulary, a few hundred for a small one),
+each context is written to the exact budget before it exists, then counted once, whole; any
+difference (header numbers, an unusual merge) is fixed by rewriting its last sentences and
+counting that context again. Questions reuse a handful of templates whose cost is measured once,
+plus their topic words' known costs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from tmesh.bench.workload.filler import Filler, Writer
 from tmesh.bench.workload.tokens import TokenOracle
-from tmesh.bench.workload.words import (
-    FUNCTION_WORDS,
-    MIN_PIECES,
-    STARTERS,
-    WORDS,
-    render_sentences,
-    sentence_shapes,
-)
+from tmesh.bench.workload.vocabulary import Vocabulary, measure_vocabulary
 from tmesh.results.records import WorkloadSpec
 
-ANCHOR = "Document:"
 QUESTION_LEAD = "\n\nQuestion: "
 ONE_TOPIC = (
     "What does the passage say about {a}?",
@@ -42,13 +34,9 @@ TWO_TOPICS = (
     "What is said about {a} near the mention of {b}?",
 )
 TEMPLATES = ONE_TOPIC + TWO_TOPICS
-GROUP_SIZE = 16
-MIN_WORDS = 64
-MIN_STARTERS = 4
 MAX_ROUNDS = 6
 APPROXIMATE_ROUNDS = 3
 TOPIC_SAMPLE = 32
-MIN_TOPICS = 8
 CHUNK = 8
 
 
@@ -81,41 +69,23 @@ class PromptSet:
         )
 
 
-@dataclass(frozen=True)
-class Vocabulary:
-    """Words and sentence starters (with their leading space) and their tokens per piece."""
-
-    words: list[str]
-    starters: list[str]
-    piece_cost: float
-
-    @property
-    def topics(self) -> set[str]:
-        """Words fit to be asked about (no "though" or "while"), unless too few remain."""
-        content = {w[1:] for w in self.words} - FUNCTION_WORDS
-        return content if len(content) >= MIN_TOPICS else {w[1:] for w in self.words}
-
-
 @dataclass
 class _Draft:
-    """A context being written: fixed header and sentences, then a last sentence that can resize."""
+    """A context being written: a fixed header, then filler whose last sentences can change."""
 
     header: str
     topics: tuple[str, ...]
     rng: random.Random
     header_tokens: int = 0
-    sentences: list[str] = field(default_factory=list)
-    costs: list[int] = field(default_factory=list)
-    fixed_pieces: int = 0
-    tail: str = ""
-    tail_pieces: int = 0
+    filler: Filler = field(default_factory=Filler)
     text: str = ""
     tokens: int = 0
-    before: tuple[int, int] | None = None  # (pieces, tokens) before the last resize
+    before: tuple[int, int] | None = None  # (units, tokens) before the last resize
 
-    @property
-    def pieces(self) -> int:
-        return self.fixed_pieces + self.tail_pieces
+    def set_filler(self, filler: Filler) -> None:
+        self.filler = filler
+        # One join for the whole text: ~180 kB strings built in steps fragment the allocator.
+        self.text = "".join([self.header, *filler.sentences])
 
 
 async def build_prompt_set(
@@ -127,19 +97,20 @@ async def build_prompt_set(
     say = progress or _silent
     target, count = spec.input_length, spec.num_contexts
     say(f"building {count} contexts of {target} tokens (token counts: {oracle.name})…")
-    vocab = await find_vocabulary(oracle)
+    vocab = await measure_vocabulary(oracle)
+    writer = Writer(vocab)
     drafts = [_start(spec, index, vocab) for index in range(count)]
     template_costs = await _measure_headers(drafts, oracle, vocab)
     longest = max(draft.header_tokens for draft in drafts)
-    if round((target - longest) / vocab.piece_cost) < MIN_PIECES:
+    if _units(target - longest, vocab) < writer.tail_min:
         raise PromptError(
             f"--input-length {target} is too short: a document header alone is {longest} tokens"
         )
-    await _plan_and_count(drafts, oracle, target, vocab)
-    await _converge(drafts, oracle, target, vocab, say)
+    await _plan_and_count(drafts, oracle, target, writer)
+    await _converge(drafts, oracle, target, writer, say)
     questions, question_tokens = [], []
     for index, draft in enumerate(drafts):
-        texts, costs = _questions(spec, index, draft, vocab, template_costs)
+        texts, costs = await _questions(spec, index, draft, vocab, template_costs, oracle)
         questions.append(texts)
         question_tokens.append(costs)
     exact = oracle.exact and all(d.tokens == target for d in drafts)
@@ -153,62 +124,8 @@ async def build_prompt_set(
     )
 
 
-async def find_vocabulary(oracle: TokenOracle) -> Vocabulary:
-    """The candidate words usable as one token each (exact oracles), or all with their mean cost."""
-    words = [" " + w for w in WORDS]
-    starters = [" " + w for w in STARTERS]
-    if not oracle.exact:
-        groups = _groups(words + starters, GROUP_SIZE)
-        costs = await _marginal_costs(oracle, groups)
-        per_piece = sum(costs) / sum(len(g) for g in groups)
-        return Vocabulary(words, starters, max(per_piece, 0.1))
-    single = await single_token_pieces(oracle, words + starters)
-    vocab = Vocabulary([w for w in words if w in single], [s for s in starters if s in single], 1.0)
-    if len(vocab.words) < MIN_WORDS or len(vocab.starters) < MIN_STARTERS:
-        raise PromptError(
-            f"{oracle.name} splits common English words into several tokens "
-            f"({len(vocab.words)} single-token words found, {MIN_WORDS} needed); "
-            "exact-length prompts cannot be built with it"
-        )
-    return vocab
-
-
-async def single_token_pieces(oracle: TokenOracle, candidates: list[str]) -> set[str]:
-    """Candidates that add exactly one token after a fixed anchor, found by group testing.
-
-    A group of k words that adds k tokens holds only single-token words (each adds at least one);
-    failing groups are split in four and tried again, so a well-behaved tokenizer needs about
-    `len(candidates) / GROUP_SIZE` texts and a few more rounds only for its exceptions. When most
-    groups fail, splitting would cost more texts than it saves, so their words go one by one.
-    """
-    good: set[str] = set()
-    groups = _groups(candidates, GROUP_SIZE)
-    while groups:
-        costs = await _marginal_costs(oracle, groups)
-        failed: list[list[str]] = []
-        for group, cost in zip(groups, costs, strict=True):
-            if cost == len(group):
-                good.update(group)
-            elif len(group) > 1:
-                failed.append(group)
-        one_by_one = len(failed) * 2 > len(groups)
-        groups = [
-            part
-            for group in failed
-            for part in _groups(group, 1 if one_by_one else math.ceil(len(group) / 4))
-        ]
-    return good
-
-
-async def _marginal_costs(oracle: TokenOracle, groups: list[list[str]]) -> list[int]:
-    """Tokens each group adds after ANCHOR: the anchor absorbs start-of-text effects (such as a
-    SentencePiece dummy prefix) that the group would never meet inside a context."""
-    base, *counts = await oracle.count([ANCHOR] + [ANCHOR + "".join(g) for g in groups])
-    return [tokens - base for tokens in counts]
-
-
-def _groups(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _units(tokens: float, vocab: Vocabulary) -> int:
+    return round(tokens / vocab.unit_tokens)
 
 
 def _start(spec: WorkloadSpec, index: int, vocab: Vocabulary) -> _Draft:
@@ -227,9 +144,9 @@ async def _measure_headers(
 ) -> list[int]:
     """Count every header, and what each question template adds after a context-like ending.
 
-    A header ends like a context (a word and a period), so it is the anchor for the templates;
-    topics are single-token words, so one count per template holds for every question made
-    from it.
+    A header ends like a context (a word and a period), so it is the anchor for the templates.
+    The probes use the vocabulary's first two words as topics; a question's cost is its
+    template's minus those words' costs plus its own topics' costs.
     """
     anchor = drafts[0].header
     a, b = vocab.words[0][1:], vocab.words[1][1:]
@@ -240,31 +157,8 @@ async def _measure_headers(
     return [tokens - drafts[0].header_tokens for tokens in measured[len(drafts) :]]
 
 
-def _fill(draft: _Draft, target: int, vocab: Vocabulary) -> None:
-    pieces = round((target - draft.header_tokens) / vocab.piece_cost)
-    shapes = sentence_shapes(draft.rng, pieces)
-    draft.sentences = render_sentences(draft.rng, vocab.words, vocab.starters, shapes[:-1])
-    draft.costs = [length + 1 + (comma > 0) for length, comma in shapes[:-1]]
-    draft.fixed_pieces = sum(draft.costs)
-    _set_tail(draft, shapes[-1][0] + 1, vocab)
-
-
-def _set_tail(draft: _Draft, pieces: int, vocab: Vocabulary) -> None:
-    """Replace the last sentence by one of `pieces` pieces (words and its period)."""
-    while pieces < MIN_PIECES and draft.sentences:
-        cost = draft.costs.pop()
-        draft.sentences.pop()
-        draft.fixed_pieces -= cost
-        pieces += cost
-    pieces = max(pieces, MIN_PIECES)
-    (draft.tail,) = render_sentences(draft.rng, vocab.words, vocab.starters, [(pieces - 1, 0)])
-    draft.tail_pieces = pieces
-    # One join for the whole text: ~180 kB strings built in steps leave the allocator fragmented.
-    draft.text = "".join([draft.header, *draft.sentences, draft.tail])
-
-
 async def _plan_and_count(
-    drafts: list[_Draft], oracle: TokenOracle, target: int, vocab: Vocabulary
+    drafts: list[_Draft], oracle: TokenOracle, target: int, writer: Writer
 ) -> None:
     """Write every context and count it once, in chunks: Python writes the next chunk while the
     oracle (a Rust tokenizer in a thread, or the server) counts the previous one, and only one
@@ -274,7 +168,10 @@ async def _plan_and_count(
     for start in range(0, len(drafts), CHUNK):
         chunk = drafts[start : start + CHUNK]
         for draft in chunk:
-            _fill(draft, target, vocab)
+            filler = writer.write(draft.rng, _units(target - draft.header_tokens, writer.vocab))
+            if filler is None:
+                raise PromptError(_unwritable(target, writer))
+            draft.set_filler(filler)
         if running is not None:
             _record(previous, await running)
         previous = chunk
@@ -282,6 +179,13 @@ async def _plan_and_count(
         await asyncio.sleep(0)  # let the count start before writing the next chunk
     if running is not None:
         _record(previous, await running)
+
+
+def _unwritable(target: int, writer: Writer) -> str:
+    return (
+        f"no text of {target} tokens can be written with this tokenizer's pieces "
+        f"(costs {sorted(writer.by_cost)})"
+    )
 
 
 def _record(drafts: list[_Draft], counts: list[int]) -> None:
@@ -293,26 +197,28 @@ async def _converge(
     drafts: list[_Draft],
     oracle: TokenOracle,
     target: int,
-    vocab: Vocabulary,
+    writer: Writer,
     say: Callable[[str], None],
 ) -> None:
-    """Resize the last sentence of contexts off target and count those again, a few rounds.
+    """Rewrite the last sentences of contexts off target and count those again, a few rounds.
 
-    Exact oracles verified that a word is one token, so one round normally lands exactly. For an
-    estimate the marginal cost of a word is learnt from the context's own last change (a secant
-    step); local estimates are cheap to recount, so they get a few rounds too.
+    Exact oracles measured every piece's cost, so one round normally lands exactly. For an
+    estimate the cost of a unit is learnt from the context's own last change (a secant step);
+    local estimates are cheap to recount, so they get a few rounds too.
     """
-    rounds = MAX_ROUNDS if oracle.exact else APPROXIMATE_ROUNDS
+    exact = writer.vocab.exact
+    rounds = MAX_ROUNDS if exact else APPROXIMATE_ROUNDS
     pending = [d for d in drafts if d.tokens != target]
-    if pending and oracle.exact:
+    if pending and exact:
         say(f"adjusting {len(pending)} of {len(drafts)} contexts to the exact length…")
     for _ in range(rounds):
         resized = []
         for draft in pending:
-            change = round((target - draft.tokens) / _piece_rate(draft, vocab, oracle.exact))
-            if change:
-                draft.before = (draft.pieces, draft.tokens)
-                _set_tail(draft, draft.tail_pieces + change, vocab)
+            change = round((target - draft.tokens) / _unit_rate(draft, writer.vocab))
+            filler = writer.resize(draft.rng, draft.filler, change) if change else None
+            if filler is not None:
+                draft.before = (draft.filler.cost, draft.tokens)
+                draft.set_filler(filler)
                 resized.append(draft)
         if not resized:
             return
@@ -320,25 +226,27 @@ async def _converge(
         pending = [d for d in resized if d.tokens != target]
 
 
-def _piece_rate(draft: _Draft, vocab: Vocabulary, exact: bool) -> float:
-    """Tokens per added word: one for exact oracles (verified), else measured on this context."""
-    if exact:
-        return vocab.piece_cost
-    if draft.before is not None and draft.before[0] != draft.pieces:
-        slope = (draft.tokens - draft.before[1]) / (draft.pieces - draft.before[0])
+def _unit_rate(draft: _Draft, vocab: Vocabulary) -> float:
+    """Tokens per unit: one for exact oracles (measured), else learnt on this context."""
+    if vocab.exact:
+        return 1.0
+    units = draft.filler.cost
+    if draft.before is not None and draft.before[0] != units:
+        slope = (draft.tokens - draft.before[1]) / (units - draft.before[0])
         if slope > 0:
             return slope
-    if draft.tokens > draft.header_tokens:
-        return (draft.tokens - draft.header_tokens) / draft.pieces
-    return vocab.piece_cost
+    if draft.tokens > draft.header_tokens and units:
+        return (draft.tokens - draft.header_tokens) / units
+    return vocab.unit_tokens
 
 
-def _questions(
+async def _questions(
     spec: WorkloadSpec,
     index: int,
     draft: _Draft,
     vocab: Vocabulary,
     template_costs: list[int],
+    oracle: TokenOracle,
 ) -> tuple[list[str], list[int]]:
     """`questions_per_context` distinct questions about words that occur in the context.
 
@@ -360,14 +268,27 @@ def _questions(
     texts, costs = [], []
     for number in rng.sample(range(_capacity(size)), wanted):
         template, a, b = _decode(number, size)
-        texts.append(QUESTION_LEAD + TEMPLATES[template].format(a=chosen[a], b=chosen[b]))
-        costs.append(template_costs[template])
+        first, second = chosen[a], chosen[b]
+        texts.append(QUESTION_LEAD + TEMPLATES[template].format(a=first, b=second))
+        swap = vocab.cost[" " + first] - vocab.cost[vocab.words[0]]
+        if template >= len(ONE_TOPIC):
+            swap += vocab.cost[" " + second] - vocab.cost[vocab.words[1]]
+        costs.append(template_costs[template] + swap)
+    if not vocab.exact:
+        costs = await _counted_after(oracle, draft.header, texts)
     return texts, costs
 
 
+async def _counted_after(oracle: TokenOracle, anchor: str, texts: list[str]) -> list[int]:
+    """What an approximate oracle says each text adds after `anchor` (it has no piece costs)."""
+    base, *counts = await oracle.count([anchor, *(anchor + text for text in texts)])
+    return [tokens - base for tokens in counts]
+
+
 def _topics(draft: _Draft, rng: random.Random, vocab: Vocabulary) -> list[str]:
-    """Single-token words that really occur in the context (not its sentence starters)."""
-    sample = [*rng.sample(draft.sentences, min(len(draft.sentences), 64)), draft.tail]
+    """Words that really occur in the context (not its sentence starters)."""
+    sentences = draft.filler.sentences
+    sample = rng.sample(sentences, min(len(sentences), 64)) + sentences[-1:]
     found = {word.strip(",.") for sentence in sample for word in sentence.split()[1:]}
     return sorted((found & vocab.topics) | set(draft.topics))
 

@@ -43,8 +43,9 @@ def size_workload(
     seed: int = 0,
     api: str = "completions",
 ) -> WorkloadSpec:
-    """Contexts, questions and in-flight limit from the offload buffer, every value overridable; `kv_bytes_per_token` may be None only when
-    `num_contexts` is given, since then nothing depends on it."""
+    """Contexts, questions and in-flight limit sized from the offload buffer, every value
+    overridable; `kv_bytes_per_token` may be None only when `num_contexts` is given, since then
+    nothing depends on it."""
     _at_least_one("--input-length", input_length)
     _at_least_one("--output-length", output_length)
     if not offload_size_gb > 0 or math.isinf(offload_size_gb):

@@ -3,7 +3,7 @@
 Common words are single tokens with a leading space in every mainstream tokenizer (GPT-style byte
 BPE, Llama 3, Qwen, gpt-oss, SentencePiece models), which is what lets prompts be built to an exact
 token length by counting words instead of tokenizing word by word. The lists are candidates only:
-`prompts` keeps the words a given tokenizer really encodes as one token.
+`vocabulary` measures what each costs under a given tokenizer.
 """
 
 from __future__ import annotations
@@ -104,61 +104,13 @@ _FUNCTION_TEXT = """
 FUNCTION_WORDS: frozenset[str] = frozenset(_FUNCTION_TEXT.split())
 
 
-MIN_PIECES = 2
-"""The shortest filler `sentence_shapes` can make: one word and its period."""
-
-
-def sentence_shapes(rng: random.Random, pieces: int) -> list[tuple[int, int]]:
-    """Sentence lengths in words and comma positions (0: no comma) using exactly `pieces` pieces.
-
-    Every word and every punctuation mark counts as one piece, which is one token for the
-    single-token words `prompts` uses, so a token budget can be met before any text exists. The
-    last sentence absorbs the remainder; it can run long, which reads no worse than a short one.
-    """
-    if pieces < MIN_PIECES:
-        raise ValueError(f"filler needs at least {MIN_PIECES} pieces, got {pieces}")
-    shapes: list[tuple[int, int]] = []
-    left = pieces
-    draw = rng.random
-    while left > 0:
-        # random() arithmetic instead of randint: this loop runs ~2,000 times per 32k context.
-        length = 6 + int(draw() * 13)
-        comma = 3 + int(draw() * (length - 5)) if length >= 8 and draw() < 0.6 else 0
-        cost = length + 1 + (comma > 0)
-        if left - cost < 8:
-            length, comma, cost = left - 1, 0, left
-        shapes.append((length, comma))
-        left -= cost
-    return shapes
-
-
-def render_sentences(
-    rng: random.Random,
-    words: list[str],
-    starters: list[str],
-    shapes: list[tuple[int, int]],
-) -> list[str]:
-    """One string per shape, from words and starters that already carry their leading space.
-
-    Words are drawn in one `choices` call per batch rather than one call per word: a 32k-token
-    context has ~30k words, and per-word calls would dominate prompt set-up time.
-    """
-    picks = rng.choices(words, k=sum(length - 1 for length, _ in shapes))
-    heads = rng.choices(starters, k=len(shapes))
-    out: list[str] = []
-    pos = 0
-    for (length, comma), head in zip(shapes, heads, strict=True):
-        body = picks[pos : pos + length - 1]
-        pos += length - 1
-        if comma:
-            body.insert(comma - 1, ",")
-        out.append(head + "".join(body) + ".")
-    return out
-
-
 def prose(rng: random.Random, pieces: int) -> str:
-    """Sentence-like filler of `pieces` words and punctuation marks from the whole vocabulary."""
-    shapes = sentence_shapes(rng, pieces)
-    spaced = [" " + w for w in WORDS]
-    heads = [" " + w for w in STARTERS]
-    return "".join(render_sentences(rng, spaced, heads, shapes)).lstrip()
+    """Sentences of about `pieces` words and periods from the whole vocabulary: text that
+    tokenizes like the filler of a context, for calibration probes and test corpora."""
+    sentences = []
+    while pieces > 0:
+        length = min(pieces, 6 + int(rng.random() * 13))
+        words = [rng.choice(STARTERS), *rng.choices(WORDS, k=max(length - 2, 0))]
+        sentences.append(" ".join(words) + ".")
+        pieces -= length
+    return " ".join(sentences)
