@@ -15,7 +15,8 @@ from fixtures.runs.synthetic import RunShape, summary_value, write_run
 from tmesh.report import formats
 from tmesh.report.html import redact_key, render_report, write_report
 from tmesh.report.load import load_run
-from tmesh.results.catalogue import BY_KEY, format_value
+from tmesh.results.catalogue.metrics import BY_KEY
+from tmesh.results.catalogue.units import format_value
 
 HEADLINE_KEYS = {
     "qps",
