@@ -311,7 +311,7 @@ def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
     finite = seconds[np.isfinite(seconds)] if len(seconds) else seconds
     if len(finite) and float(np.max(finite)) < 1.0:
         return 1000.0, "ms"
-    return 1.0, "s"
+    return 1.0, SECONDS
 
 
 def _wide(values: np.ndarray) -> bool:

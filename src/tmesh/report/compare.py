@@ -131,8 +131,8 @@ def _duration_warning(runs: list[Run], labels: list[str]) -> list[str]:
         f"{label} {format_value(d, SECONDS)}" for label, d in zip(labels, durations, strict=True)
     )
     return [
-        f"The runs lasted different times ({shown}); compare runs of equal duration, since "
-        "caches fill and rotations pile up as a run goes on."
+        f"The runs lasted different times ({shown}); compare runs of equal duration: the "
+        "share of revisits grows as a run goes on, which moves its means."
     ]
 
 

@@ -475,7 +475,9 @@ def _server_charts(run: Run, warmup: float) -> list[str]:
 
 
 def footer(run: Run | None = None) -> str:
-    items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in DEFINITIONS)
+    items = "".join(
+        f"<dt>{escape(term)}</dt><dd>{escape(text)}.</dd>" for term, text in DEFINITIONS
+    )
     source = ""
     if run is not None:
         source = (

@@ -45,27 +45,28 @@ class Quantity:
 
 TTFT = Quantity(
     "ttft", "TTFT", "TTFT", SECONDS, False,
-    "time to first token: t_first - t0, from sending a request to its first generated token",
+    "time to first token: t_first - t0, from sending a request to its first generated token, "
+    "in seconds",
     lambda w: w.ttft,
 )  # fmt: skip
 ITL = Quantity(
     "itl", "ITL", "ITL", SECONDS, False,
-    "inter-token latency: (t_last - t_first) / (completion_tokens - 1), per request",
+    "inter-token latency: (t_last - t_first) / (completion_tokens - 1), per request, in seconds",
     lambda w: w.itl,
 )  # fmt: skip
 E2E = Quantity(
     "e2e", "E2E latency", "E2E", SECONDS, False,
-    "end-to-end latency: t_end - t0, from sending a request to the end of its stream",
+    "end-to-end latency: t_end - t0, from sending a request to the end of its stream, in seconds",
     lambda w: w.e2e,
 )  # fmt: skip
 PREFILL_THROUGHPUT = Quantity(
     "prefill_throughput", "Prefill throughput", "Prefill throughput", TOKENS_PER_S, True,
-    "prompt_tokens / TTFT, per request",
+    "prompt_tokens / TTFT, per request, in tokens per second",
     lambda w: w.prefill_throughput,
 )  # fmt: skip
 DECODE_THROUGHPUT = Quantity(
     "decode_throughput", "Decode throughput", "Decode throughput", TOKENS_PER_S, True,
-    "(completion_tokens - 1) / (t_last - t_first), per request",
+    "(completion_tokens - 1) / (t_last - t_first), per request, in tokens per second",
     lambda w: w.decode_throughput,
 )  # fmt: skip
 QUANTITIES = (TTFT, ITL, E2E, PREFILL_THROUGHPUT, DECODE_THROUGHPUT)
@@ -118,11 +119,11 @@ class Visit:
 
 VISITS = (
     Visit(
-        "cold", "first visit", "a context's first request: nothing of its prefix can be cached",
+        "cold", "first visit", "a context's first request, before any of its prefix can be cached",
         lambda s: s.cold_ttft, lambda snap: snap.interval_cold_ttft,
     ),
     Visit(
-        "warm", "revisit", "a later request for a context: its prefix may be cached",
+        "warm", "revisit", "a later request for a context, whose prefix may be cached",
         lambda s: s.warm_ttft, lambda snap: snap.interval_warm_ttft,
     ),
 )  # fmt: skip
@@ -168,7 +169,7 @@ def _interval_rate(amount: Callable[[WindowStats], float]) -> IntervalReader:
     return rate
 
 
-def error_rate(summary: RunSummary) -> float | None:
+def _error_rate(summary: RunSummary) -> float | None:
     """Failed share of all requests sent, in percent (`total_requests` counts successes only)."""
     sent = summary.total_requests + summary.failed_requests
     return 100.0 * summary.failed_requests / sent if sent else None
@@ -235,7 +236,7 @@ FAILED_REQUESTS = Metric(
     definition="requests that ended in an error of any kind",
 )  # fmt: skip
 ERROR_RATE = Metric(
-    "error_rate", "Error rate", PERCENT, False, error_rate,
+    "error_rate", "Error rate", PERCENT, False, _error_rate,
     definition="failed requests / all requests sent, in percent",
 )  # fmt: skip
 ROTATIONS = Metric(
@@ -245,17 +246,15 @@ ROTATIONS = Metric(
 COUNTS = [TOTAL_REQUESTS, FAILED_REQUESTS, ERROR_RATE, ROTATIONS]
 OVERALL = distribution_metrics(lambda s: s.overall, "", per_interval=True)
 STEADY = [*STEADY_RATES, *distribution_metrics(lambda s: s.steady, "steady.", per_interval=False)]
-
-
 COLD_WARM = [
     Metric(
         visit_key(visit, stat),
-        f"TTFT {visit.label} {stat}",
+        f"{TTFT.label} {visit.label} {stat}",
         SECONDS,
         False,
         _summary_stat(visit.ttft, stat),
         _interval_stat(visit.interval_ttft, stat),
-        f"{TTFT.definition}, of {visit.meaning}",
+        f"{TTFT.label} of {visit.label}s ({visit.meaning})",
     )
     for visit in VISITS
     for stat in STATS
