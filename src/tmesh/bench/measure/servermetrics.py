@@ -24,28 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tmesh.results.catalogue.server import (
-    COMPUTED_PROMPT_TOKENS,
-    EXTERNAL_HIT_RATE,
-    EXTERNAL_HIT_TOKENS,
-    EXTERNAL_QUERY_TOKENS,
-    GENERATION_TOKENS,
-    GPU_CAPACITY_TOKENS,
-    GPU_HIT_RATE,
-    GPU_HIT_TOKENS,
-    GPU_QUERY_TOKENS,
-    KV_USAGE,
-    LMCACHE_HIT_RATE,
-    LMCACHE_LOCAL_CACHE_BYTES,
-    LMCACHE_STORED_TOKENS,
-    OFFLOAD_LOAD_BYTES,
-    OFFLOAD_STORE_BYTES,
-    PREEMPTIONS,
-    PROMPT_TOKENS,
-    RUNNING,
-    SGLANG_CACHE_HIT_RATE,
-    WAITING,
-)
+from tmesh.results.catalogue import server as figures
 
 Labels = Mapping[str, str]
 Series = dict[str, list[tuple[Labels, float]]]
@@ -64,35 +43,40 @@ _SUMMED_COUNTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (_PREFIX_HITS, ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")),
     (_EXTERNAL_QUERIES, ("vllm:external_prefix_cache_queries",)),
     (_EXTERNAL_HITS, ("vllm:external_prefix_cache_hits",)),
-    (PROMPT_TOKENS.key, ("vllm:prompt_tokens", "sglang:prompt_tokens")),
-    (GENERATION_TOKENS.key, ("vllm:generation_tokens", "sglang:generation_tokens")),
-    (PREEMPTIONS.key, ("vllm:num_preemptions", "sglang:num_retracted_requests")),
+    (figures.PROMPT_TOKENS.key, ("vllm:prompt_tokens", "sglang:prompt_tokens")),
+    (figures.GENERATION_TOKENS.key, ("vllm:generation_tokens", "sglang:generation_tokens")),
+    (figures.PREEMPTIONS.key, ("vllm:num_preemptions", "sglang:num_retracted_requests")),
     (_LMCACHE_REQUESTED, ("lmcache:num_requested_tokens",)),
     (_LMCACHE_HITS, ("lmcache:num_hit_tokens",)),
-    (LMCACHE_STORED_TOKENS.key, ("lmcache:num_stored_tokens",)),
+    (figures.LMCACHE_STORED_TOKENS.key, ("lmcache:num_stored_tokens",)),
 )
 _SUMMED_GAUGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (RUNNING.key, ("vllm:num_requests_running", "sglang:num_running_reqs")),
-    (WAITING.key, ("vllm:num_requests_waiting", "sglang:num_queue_reqs")),
-    (LMCACHE_LOCAL_CACHE_BYTES.key, ("lmcache:local_cache_usage",)),
+    (figures.RUNNING.key, ("vllm:num_requests_running", "sglang:num_running_reqs")),
+    (figures.WAITING.key, ("vllm:num_requests_waiting", "sglang:num_queue_reqs")),
+    (figures.LMCACHE_LOCAL_CACHE_BYTES.key, ("lmcache:local_cache_usage",)),
 )
 # Fractions: the mean over engines, as vLLM's own aggregated log line does.
 _MEAN_GAUGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        KV_USAGE.key,
+        figures.KV_USAGE.key,
         ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage"),
     ),
-    (SGLANG_CACHE_HIT_RATE.key, ("sglang:cache_hit_rate",)),
+    (figures.SGLANG_CACHE_HIT_RATE.key, ("sglang:cache_hit_rate",)),
 )
 # Gauges the views pass on as they were at the later scrape.
-_INTERVAL_GAUGES = (KV_USAGE, RUNNING, WAITING, SGLANG_CACHE_HIT_RATE)
-_RUN_GAUGES = (GPU_CAPACITY_TOKENS, LMCACHE_LOCAL_CACHE_BYTES)
+_INTERVAL_GAUGES = (
+    figures.KV_USAGE,
+    figures.RUNNING,
+    figures.WAITING,
+    figures.SGLANG_CACHE_HIT_RATE,
+)
+_RUN_GAUGES = (figures.GPU_CAPACITY_TOKENS, figures.LMCACHE_LOCAL_CACHE_BYTES)
 # Counters only the whole run's view passes on (the interval's are in `_counter_view`).
 _RUN_COUNTERS = (
-    COMPUTED_PROMPT_TOKENS,
-    GENERATION_TOKENS,
-    OFFLOAD_STORE_BYTES,
-    LMCACHE_STORED_TOKENS,
+    figures.COMPUTED_PROMPT_TOKENS,
+    figures.GENERATION_TOKENS,
+    figures.OFFLOAD_STORE_BYTES,
+    figures.LMCACHE_STORED_TOKENS,
 )
 _BY_SOURCE = "vllm:prompt_tokens_by_source"
 _OFFLOAD_DEPRECATED = "vllm:kv_offload_total_bytes"
@@ -165,13 +149,13 @@ def parse_server_metrics(text: str) -> ServerSample:
             _put(target, key, _first(series, aggregate, *names))
     _put(
         counters,
-        COMPUTED_PROMPT_TOKENS.key,
+        figures.COMPUTED_PROMPT_TOKENS.key,
         _labelled_sum(series, _BY_SOURCE, "source", "local_compute"),
     )
-    _put(counters, OFFLOAD_LOAD_BYTES.key, _offload_bytes(series, "load", "_to_GPU"))
-    _put(counters, OFFLOAD_STORE_BYTES.key, _offload_bytes(series, "store", "GPU_to_"))
+    _put(counters, figures.OFFLOAD_LOAD_BYTES.key, _offload_bytes(series, "load", "_to_GPU"))
+    _put(counters, figures.OFFLOAD_STORE_BYTES.key, _offload_bytes(series, "store", "GPU_to_"))
     _put_sglang_cached(counters, series)
-    _put(gauges, GPU_CAPACITY_TOKENS.key, _gpu_capacity(series))
+    _put(gauges, figures.GPU_CAPACITY_TOKENS.key, _gpu_capacity(series))
     return ServerSample(counters=counters, gauges=gauges)
 
 
@@ -201,10 +185,10 @@ def run_view(first: ServerSample, last: ServerSample) -> dict[str, float]:
     view = _counter_view(deltas)
     local = _local_lookups(deltas)
     if local is not None:
-        view[GPU_QUERY_TOKENS.key] = local[1]
+        view[figures.GPU_QUERY_TOKENS.key] = local[1]
     external = _external_lookups(deltas, local)
     if external is not None:
-        view[EXTERNAL_QUERY_TOKENS.key] = external[1]
+        view[figures.EXTERNAL_QUERY_TOKENS.key] = external[1]
     for metric in _RUN_COUNTERS:
         _put(view, metric.key, deltas.get(metric.key))
     for metric in _RUN_GAUGES:
@@ -449,7 +433,7 @@ def _local_lookups(d: Mapping[str, float]) -> tuple[float, float] | None:
     if _PREFIX_QUERIES in d:
         return d.get(_PREFIX_HITS, 0.0), d[_PREFIX_QUERIES]
     if _SGLANG_DEVICE in d:
-        return d[_SGLANG_DEVICE], d.get(PROMPT_TOKENS.key, 0.0)
+        return d[_SGLANG_DEVICE], d.get(figures.PROMPT_TOKENS.key, 0.0)
     return None
 
 
@@ -468,18 +452,18 @@ def _counter_view(d: Mapping[str, float]) -> dict[str, float]:
     view: dict[str, float] = {}
     local = _local_lookups(d)
     if local is not None:
-        view[GPU_HIT_TOKENS.key] = local[0]
-        _put(view, GPU_HIT_RATE.key, _rate(*local))
+        view[figures.GPU_HIT_TOKENS.key] = local[0]
+        _put(view, figures.GPU_HIT_RATE.key, _rate(*local))
     external = _external_lookups(d, local)
     if external is not None:
-        view[EXTERNAL_HIT_TOKENS.key] = external[0]
-        _put(view, EXTERNAL_HIT_RATE.key, _rate(*external))
-    for metric in (PREEMPTIONS, OFFLOAD_LOAD_BYTES, PROMPT_TOKENS):
+        view[figures.EXTERNAL_HIT_TOKENS.key] = external[0]
+        _put(view, figures.EXTERNAL_HIT_RATE.key, _rate(*external))
+    for metric in (figures.PREEMPTIONS, figures.OFFLOAD_LOAD_BYTES, figures.PROMPT_TOKENS):
         _put(view, metric.key, d.get(metric.key))
     if _LMCACHE_REQUESTED in d:
         _put(
             view,
-            LMCACHE_HIT_RATE.key,
+            figures.LMCACHE_HIT_RATE.key,
             _rate(d.get(_LMCACHE_HITS, 0.0), d[_LMCACHE_REQUESTED]),
         )
     return view

@@ -9,7 +9,7 @@ Both are chosen by a value's unit here, so a consumer never formats a number its
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 SECONDS, TOKENS_PER_S, REQUESTS_PER_S, COUNT, PERCENT = "s", "tok/s", "req/s", "count", "%"
 """Units of tmesh's own metrics; their spelling is written into CSV and JSON exports."""
@@ -22,7 +22,6 @@ NOT_AVAILABLE = "n/a"
 MISSING = "—"
 """The report's mark for a value that does not exist."""
 
-_CONSOLE_SUFFIXES = {SECONDS: " s", TOKENS_PER_S: " tokens/s"}
 _BINARY = ("B", "KiB", "MiB", "GiB", "TiB")
 
 
@@ -43,18 +42,7 @@ def console_values(values: Iterable[float | None], unit: str) -> str:
 def _console_number(value: float | None, unit: str) -> str:
     if value is None or not math.isfinite(value):
         return NOT_AVAILABLE
-    if unit in (SECONDS, REQUESTS_PER_S):
-        return significant(value)
-    if unit == TOKENS_PER_S:
-        return f"{value:.1f}"
-    if unit == PERCENT or (unit == FRACTION and 0.0 <= value <= 1.0):
-        return f"{value * (100 if unit == FRACTION else 1):.1f}%"
-    if unit == BYTES:
-        scaled, name = _binary(value)
-        return f"{scaled:.{0 if name == 'B' else 1}f} {name}"
-    if unit == RATIO:
-        return format_ratio(value)
-    return f"{int(value)}" if value == int(value) else f"{value:.4g}"
+    return _CONSOLE_NUMBERS.get(unit, _console_plain)(value)
 
 
 def significant(value: float, digits: int = 4) -> str:
@@ -66,24 +54,45 @@ def significant(value: float, digits: int = 4) -> str:
     return f"{value:.{decimals}f}"
 
 
+def _console_plain(value: float) -> str:
+    return f"{int(value)}" if value == int(value) else f"{value:.4g}"
+
+
+def _console_fraction(value: float) -> str:
+    """A share as a percentage; a value outside 0..1 is not a share, so it is shown as it is."""
+    return f"{value * 100:.1f}%" if 0.0 <= value <= 1.0 else _console_plain(value)
+
+
+def _console_bytes(value: float) -> str:
+    scaled, name = _binary(value)
+    return f"{scaled:.{0 if name == 'B' else 1}f} {name}"
+
+
 def format_value(value: float | None, unit: str) -> str:
     """A value in the report's style: three significant figures, a unit, sub-second times in ms."""
     if value is None or not math.isfinite(value):
         return MISSING
-    if unit in (COUNT, TOKENS):
-        return f"{round(value):,}"
-    if unit == FRACTION:
-        return format_value(100 * value, PERCENT)
-    if unit == PERCENT:
-        return f"{value:.1f}%" if value >= 0.1 or value == 0 else f"{value:.2g}%"
-    if unit == SECONDS and abs(value) < 1:
+    style = _REPORT_VALUES.get(unit)
+    return style(value) if style is not None else f"{_three_figures(value)} {unit}"
+
+
+def _report_count(value: float) -> str:
+    return f"{round(value):,}"
+
+
+def _report_percent(value: float) -> str:
+    return f"{value:.1f}%" if value >= 0.1 or value == 0 else f"{value:.2g}%"
+
+
+def _report_seconds(value: float) -> str:
+    if abs(value) < 1:
         return f"{_three_figures(value * 1000)} ms"
-    if unit == BYTES:
-        scaled, name = _binary(value)
-        return f"{_three_figures(scaled)} {name}"
-    if unit == RATIO:
-        return format_ratio(value)
-    return f"{_three_figures(value)} {unit}"
+    return f"{_three_figures(value)} {SECONDS}"
+
+
+def _report_bytes(value: float) -> str:
+    scaled, name = _binary(value)
+    return f"{_three_figures(scaled)} {name}"
 
 
 def _three_figures(value: float) -> str:
@@ -111,3 +120,27 @@ def _binary(value: float) -> tuple[float, str]:
             return value, name
         value /= 1024
     return value, _BINARY[-1]
+
+
+_CONSOLE_NUMBERS: dict[str, Callable[[float], str]] = {
+    SECONDS: significant,
+    REQUESTS_PER_S: significant,
+    TOKENS_PER_S: lambda value: f"{value:.1f}",
+    PERCENT: lambda value: f"{value:.1f}%",
+    FRACTION: _console_fraction,
+    BYTES: _console_bytes,
+    RATIO: format_ratio,
+}
+"""The console's number for each unit; counts and tokens (any other unit) as they are."""
+_CONSOLE_SUFFIXES = {SECONDS: " s", TOKENS_PER_S: " tokens/s"}
+"""What the console writes after the number; the other units carry theirs in the number."""
+_REPORT_VALUES: dict[str, Callable[[float], str]] = {
+    COUNT: _report_count,
+    TOKENS: _report_count,
+    PERCENT: _report_percent,
+    FRACTION: lambda value: _report_percent(100 * value),
+    SECONDS: _report_seconds,
+    BYTES: _report_bytes,
+    RATIO: format_ratio,
+}
+"""The report's text for each unit; any other unit (a rate) as three figures and the unit."""
