@@ -33,7 +33,7 @@ from tmesh.results.catalogue.metrics import (
     stat_key,
     visit_key,
 )
-from tmesh.results.catalogue.server import KV_USAGE, SERVER, SERVER_METRICS, TMESH, Source
+from tmesh.results.catalogue.server import KV_USAGE, SERVER_METRICS, SOURCES
 from tmesh.results.catalogue.units import COUNT, FRACTION, PERCENT, SECONDS, format_value
 from tmesh.results.records import RunSummary
 
@@ -101,10 +101,6 @@ DEFINITIONS = (
     ("t0, t_first, t_last, t_end", TIMESTAMPS),
 )
 """The footer's glossary, from the metric catalogue."""
-SERVER_GROUPS: tuple[tuple[Source, str], ...] = (
-    (SERVER, "Reported by the server (its counters over the run, gauges at the last scrape)"),
-    (TMESH, "Derived by tmesh (from the workload, the client's timings and those counters)"),
-)
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
@@ -303,7 +299,7 @@ def _server_section(summary: RunSummary) -> str:
     named and defined by the catalogue (a key the catalogue does not know is not shown)."""
     server = summary.server or {}
     groups = []
-    for source, title in SERVER_GROUPS:
+    for source, words in SOURCES:
         rows = "".join(
             f"<tr><td>{escape(metric.label)}</td>"
             f'<td data-server="{escape(metric.key)}" data-value="{server[metric.key]!r}">'
@@ -313,7 +309,8 @@ def _server_section(summary: RunSummary) -> str:
             if metric.source == source and metric.key in server
         )
         if rows:
-            groups.append(f'<tr class="group"><td colspan="3">{escape(title)}</td></tr>{rows}')
+            title = escape(words[:1].upper() + words[1:])
+            groups.append(f'<tr class="group"><td colspan="3">{title}</td></tr>{rows}')
     if not groups:
         return ""
     return section("Server over the run", f"<table><tbody>{''.join(groups)}</tbody></table>")

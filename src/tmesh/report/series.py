@@ -47,7 +47,7 @@ def interval_qps(run: Run) -> list[float | None]:
 
 
 def qps_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
-    """QPS of each interval (steps) and since the start (the seed's QPS line)."""
+    """QPS of each interval (steps) and since the start (the console's QPS line)."""
     x, y = stepped(run, interval_qps(run))
     return [
         Line(f"{prefix}per interval", x, y, faint or color, 1.2, 0.55, steps=True),
@@ -56,7 +56,7 @@ def qps_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) 
 
 
 def ttft_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
-    """Mean TTFT of each interval (steps) and since the start (the seed's Global Average)."""
+    """Mean TTFT of each interval (steps) and since the start (the console's Global Average)."""
     x, y = stepped(run, [snap.interval_stats.ttft.mean for snap in run.intervals])
     since_start = [snap.global_stats.ttft.mean for snap in run.intervals]
     return [

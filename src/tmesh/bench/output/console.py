@@ -35,7 +35,7 @@ from tmesh.results.catalogue.metrics import (
     stat_of,
     title_case,
 )
-from tmesh.results.catalogue.server import LINES, SERVER, TMESH, ServerLine, Source
+from tmesh.results.catalogue.server import LINES, SERVER, SOURCES, TMESH, ServerLine
 from tmesh.results.catalogue.units import COUNT, console_value, console_values
 from tmesh.results.records import (
     ClientHealth,
@@ -51,10 +51,7 @@ RUN_FOREVER_NOTE = "NOTE: tmesh-cli benchmark will run forever until you interru
 _AVERAGED = (TTFT, ITL, PREFILL_THROUGHPUT, DECODE_THROUGHPUT)
 """The quantities of the block's `Global Average` and `Interval Average` lines, in order."""
 _PERCENTILES = STATS[1:]
-_SERVER_TABLES: tuple[tuple[Source, str], ...] = (
-    (SERVER, "Server metrics over the run, as the server reported them"),
-    (TMESH, "Cache facts tmesh derived from the workload, its timings and the server's counters"),
-)
+_SERVER_TABLES = {SERVER: "Server metrics over the run", TMESH: "Cache facts"}
 
 
 def format_discovery(
@@ -268,10 +265,10 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     console.print(_run_table(summary))
     console.print(_metrics_table(summary))
     lines = _server_lines(summary.server or {})
-    for source, title in _SERVER_TABLES:
+    for source, words in SOURCES:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
         if rows:
-            console.print(_explained_table(rows, title))
+            console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 

@@ -25,6 +25,11 @@ SERVER: Source = "server"
 """Read from the server's own counters and gauges (a hit rate divides two of its counters)."""
 TMESH: Source = "tmesh"
 """Derived by tmesh from the workload, the client's timings and the server's counters."""
+SOURCES: tuple[tuple[Source, str], ...] = (
+    (SERVER, "reported by the server: its counters over the run, its gauges at the last scrape"),
+    (TMESH, "derived by tmesh from the workload, the client's timings and the server's counters"),
+)
+"""Each source with the words the console and the report introduce its figures with."""
 
 
 @dataclass(frozen=True)
