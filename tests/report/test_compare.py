@@ -22,7 +22,8 @@ from tmesh.report.compare import (
 )
 from tmesh.report.compare_html import render_compare
 from tmesh.report.load import Run, load_run
-from tmesh.results.catalogue import BY_KEY, QPS, format_value
+from tmesh.results.catalogue.metrics import BY_KEY, QPS
+from tmesh.results.catalogue.units import format_value
 from tmesh.results.records import IntervalSnapshot, WindowStats
 
 

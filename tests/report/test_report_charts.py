@@ -9,7 +9,7 @@ import pytest
 
 from tmesh.report import charts
 from tmesh.report.charts import Distribution, Line
-from tmesh.results.catalogue import format_ratio, format_value
+from tmesh.results.catalogue.units import format_ratio, format_value
 
 
 @pytest.mark.parametrize(

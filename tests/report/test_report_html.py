@@ -15,7 +15,8 @@ from fixtures.runs.synthetic import RunShape, summary_value, write_run
 from tmesh.report import formats
 from tmesh.report.html import redact_key, render_report, write_report
 from tmesh.report.load import load_run
-from tmesh.results.catalogue import BY_KEY, format_value
+from tmesh.results.catalogue.metrics import BY_KEY
+from tmesh.results.catalogue.units import format_value
 
 HEADLINE_KEYS = {
     "qps",
@@ -111,8 +112,38 @@ def test_run_without_server_metrics_or_warmup_omits_those_parts(tmp_path: Path) 
     page = render_report(load_run(write_run(tmp_path / "plain", shape)))
     assert len(re.findall(r'<svg [^>]*class="chart"', page)) == 4
     assert "Server cache over time" not in page
+    assert "Server over the run" not in page
     assert "After the warm-up" not in page
     assert "No request failed." in page
+
+
+def test_server_figures_are_named_defined_and_told_apart_by_source(folder: Path) -> None:
+    run = load_run(folder)
+    run.summary.server = {
+        "warm_cold_ttft_ratio": 11.84,
+        "gpu_hit_rate": 0.5,
+        "working_set_tokens": 1_952_000.0,
+        "offload_load_bytes": 3 * 1024**3,
+        "something_new": 1.0,
+    }
+    page = render_report(run)
+    start = page.index("<h2>Server over the run</h2>")
+    part = page[start : page.index("</section>", start)]
+    rows = re.findall(
+        r'<tr><td>([^<]+)</td><td data-server="([^"]+)" data-value="([^"]*)">([^<]+)</td>'
+        r'<td class="meaning">([^<]+)</td>',
+        part,
+    )
+    assert [(label, key, float(value), text) for label, key, value, text, _ in rows] == [
+        ("GPU prefix-cache hit rate", "gpu_hit_rate", 0.5, "50.0%"),
+        ("offload bytes loaded", "offload_load_bytes", 3 * 1024**3, "3.00 GiB"),
+        ("working set", "working_set_tokens", 1_952_000.0, "1,952,000"),
+        ("first-visit / revisit TTFT", "warm_cold_ttft_ratio", 11.84, "11.8x"),
+    ]
+    assert all(meaning for *_, meaning in rows)
+    reported, derived = part.index("Reported by the server"), part.index("Derived by tmesh")
+    assert reported < part.index("gpu_hit_rate") < derived < part.index("working_set_tokens")
+    assert "something_new" not in page
 
 
 def test_interrupted_run_report_says_so(tmp_path: Path) -> None:

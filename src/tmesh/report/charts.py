@@ -16,19 +16,25 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, PercentFormatter
+
+from tmesh.results.catalogue.units import COUNT, FRACTION, SECONDS
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PALETTE = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#dc2626", "#0891b2", "#ca8a04")
 COLD, WARM = "#94a3b8", "#2563eb"
 INK, MUTED, GRID, SHADE = "#1f2937", "#6b7280", "#e5e7eb", "#f3f4f6"
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 10,
     "axes.edgecolor": "#9ca3af",
@@ -97,13 +103,16 @@ class Distribution:
 def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: float = 0.0) -> str:
     """Time series over elapsed seconds; the warm-up region shaded so nobody reads it as steady.
 
-    `unit` is that of the values: "s" (drawn in ms when all are under a second), "%" (values are
-    fractions), a rate such as "req/s", or "" for plain counts.
+    `unit` is the catalogue's unit of the values: seconds (drawn in ms when all are under a
+    second), a fraction (drawn as a percentage), a count (whole numbers, no unit on the axis),
+    or a rate such as req/s.
     """
     series = [_finite(line.y) for line in lines]
-    percent = unit == "%"
+    percent = unit == FRACTION
     scale = 100.0 if percent else 1.0
-    if unit == "s":
+    if unit == COUNT:
+        unit = ""
+    if unit == SECONDS:
         scale, unit = _time_unit(np.concatenate(series) if series else np.array([]))
     fig, ax = _figure()
     for line, values in zip(lines, series, strict=True):
@@ -130,7 +139,7 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
     else:
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(_plain))
-        ax.yaxis.get_major_locator().set_params(integer=not unit)
+        _integer_ticks(ax.yaxis, not unit)
     _legend(ax, len(lines))
     return _svg(fig, name)
 
@@ -145,7 +154,7 @@ def histogram(name: str, groups: list[Distribution], markers: dict[str, float | 
         bins, log = _bins(values * scale)
         ax.hist(
             [g.values * scale for g in groups],
-            bins=bins,
+            bins=bins.tolist(),
             stacked=True,
             histtype="stepfilled",
             color=[g.color for g in groups],
@@ -158,7 +167,7 @@ def histogram(name: str, groups: list[Distribution], markers: dict[str, float | 
         _percentile_markers(ax, markers, scale)
     ax.set_xlabel(f"TTFT ({unit})")
     ax.set_ylabel("requests")
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.yaxis)
     _legend(ax, len(groups))
     return _svg(fig, name)
 
@@ -236,11 +245,18 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
     else:
         ax.set_ylim(bottom=0)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _rotation_label(v, span)))
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    _integer_ticks(ax.xaxis)
     for kind, color, _chosen in kinds:
         ax.plot([], [], color=color, linewidth=8, label=kind)
     _legend(ax, len(kinds))
     return _svg(fig, name)
+
+
+def _integer_ticks(axis: Axis, integer: bool = True) -> None:
+    """Ticks on whole numbers only (for counts); a linear axis's default locator takes it."""
+    locator = axis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=integer)
 
 
 def _marked(line: Line, values: np.ndarray) -> bool:
@@ -295,7 +311,7 @@ def _time_unit(seconds: np.ndarray) -> tuple[float, str]:
     finite = seconds[np.isfinite(seconds)] if len(seconds) else seconds
     if len(finite) and float(np.max(finite)) < 1.0:
         return 1000.0, "ms"
-    return 1.0, "s"
+    return 1.0, SECONDS
 
 
 def _wide(values: np.ndarray) -> bool:

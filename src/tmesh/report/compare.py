@@ -1,6 +1,6 @@
 """Two or more runs side by side: ratios to the first run, their significance, and a verdict.
 
-The seed's use case is comparing deployments of one model, where QPS and mean TTFT matter most.
+The use case is comparing deployments of one model, where QPS and mean TTFT matter most.
 A ratio alone invites over-reading a 3 % wobble, so each difference is set against the runs' own
 interval-to-interval noise: twice the combined standard error of the post-warm-up interval values.
 Runs of different workloads measure different things, so they are refused unless forced.
@@ -15,16 +15,19 @@ from string import ascii_uppercase
 import numpy as np
 
 from tmesh.report.load import Run
-from tmesh.results.catalogue import (
+from tmesh.results.catalogue.metrics import (
     COLD_WARM,
+    ERROR_RATE,
     OVERALL,
     QPS,
     RATES,
+    TTFT,
+    VISITS,
     Metric,
-    error_rate,
-    format_ratio,
-    format_value,
+    stat_key,
+    visit_key,
 )
+from tmesh.results.catalogue.units import PERCENT, SECONDS, format_ratio, format_value
 
 WORKLOAD_FIELDS = (
     ("model", "model"),
@@ -32,7 +35,6 @@ WORKLOAD_FIELDS = (
     ("output_length", "output length"),
     ("num_contexts", "number of contexts"),
 )
-ERROR_RATE = Metric("error_rate", "Error rate", "%", False, error_rate)
 COMPARED = [*RATES, *OVERALL, *COLD_WARM, ERROR_RATE]
 """The metrics a comparison lines up (counts are left out: they scale with run length)."""
 SIGNIFICANCE_FACTOR = 2.0
@@ -126,9 +128,12 @@ def _duration_warning(runs: list[Run], labels: list[str]) -> list[str]:
     if min(durations) <= 0 or max(durations) / min(durations) < 1.5:
         return []
     shown = ", ".join(
-        f"{label} {format_value(d, 's')}" for label, d in zip(labels, durations, strict=True)
+        f"{label} {format_value(d, SECONDS)}" for label, d in zip(labels, durations, strict=True)
     )
-    return [f"The runs lasted different times ({shown}); the seed recommends equal durations."]
+    return [
+        f"The runs lasted different times ({shown}); compare runs of equal duration: the "
+        "share of revisits grows as a run goes on, which moves its means."
+    ]
 
 
 def _cells(runs: list[Run], metric: Metric) -> list[Cell]:
@@ -177,11 +182,11 @@ def standard_error(run: Run, metric: Metric) -> float | None:
 
 
 def verdict(comparison: Comparison) -> str:
-    """One plain-language paragraph: how each run fared against the first on the seed's two
+    """One plain-language paragraph: how each run fared against the first on the two headline
     numbers (QPS, mean TTFT), what revisits show about caching, and what to be careful about."""
     labels = comparison.labels
-    qps, ttft = comparison.row(QPS.key), comparison.row("ttft.mean")
-    warm = comparison.row("warm_ttft.mean")
+    qps, ttft = comparison.row(QPS.key), comparison.row(stat_key(TTFT, "mean"))
+    warm = comparison.row(visit_key(VISITS[1], "mean"))
     sentences = []
     for index in range(1, len(comparison.runs)):
         sentences.append(_headline(labels[0], labels[index], qps.cells[index], ttft.cells[index]))
@@ -242,7 +247,7 @@ def _judgement(other: str, qps: Cell, ttft: Cell) -> str:
 def _error_sentences(comparison: Comparison) -> list[str]:
     row = comparison.row(ERROR_RATE.key)
     failing = [
-        f"{label} {format_value(cell.value, '%')}"
+        f"{label} {format_value(cell.value, PERCENT)}"
         for label, cell in zip(comparison.labels, row.cells, strict=True)
         if cell.value and cell.value >= 1.0
     ]

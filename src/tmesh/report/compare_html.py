@@ -16,9 +16,25 @@ from tmesh.report.html import (
     section,
     workload_rows,
 )
-from tmesh.results.catalogue import DISTRIBUTIONS, format_ratio, format_value
+from tmesh.results.catalogue.metrics import (
+    COLD_WARM,
+    ERROR_RATE,
+    QPS,
+    QUANTITIES,
+    TTFT,
+    Quantity,
+)
+from tmesh.results.catalogue.server import GPU_HIT_RATE
+from tmesh.results.catalogue.units import (
+    FRACTION,
+    SECONDS,
+    TOKENS_PER_S,
+    format_ratio,
+    format_value,
+)
 
-GROUPS = {name: label for name, label, _unit, _better in DISTRIBUTIONS}
+GROUPS: dict[str, Quantity] = {q.key: q for q in QUANTITIES}
+_BY_VISIT = {metric.key for metric in COLD_WARM}
 
 
 def render_compare(comparison: Comparison) -> str:
@@ -51,7 +67,8 @@ def _runs_table(comparison: Comparison) -> str:
             f"<tr><td><strong>{escape(label)}</strong></td>"
             f'<td class="left"><code>{escape(run.name)}</code></td>'
             f'<td class="left"><code>{escape(str(run.config.get("endpoint", "")))}'
-            f"</code></td><td>{escape(s.started_at)}</td><td>{format_value(s.elapsed, 's')}</td>"
+            f"</code></td><td>{escape(s.started_at)}</td>"
+            f"<td>{format_value(s.elapsed, SECONDS)}</td>"
             f"<td>{escape(s.stop_reason)}</td><td>{s.total_requests:,}</td>"
             f"<td>{s.failed_requests:,}</td></tr>"
         )
@@ -79,12 +96,12 @@ def _comparison_table(comparison: Comparison) -> str:
 
 def _group(row: Row) -> str:
     key = row.metric.key
-    if key.startswith(("cold_", "warm_")):
-        return "TTFT by visit"
-    name = key.split(".")[0]
-    if name in GROUPS:
-        return GROUPS[name] + (" (per request)" if "throughput" in name else "")
-    return "Reliability" if key == "error_rate" else "Throughput"
+    if key in _BY_VISIT:
+        return f"{TTFT.label} by visit"
+    quantity = GROUPS.get(key.split(".")[0])
+    if quantity is not None:
+        return quantity.label + (" (per request)" if quantity.unit == TOKENS_PER_S else "")
+    return "Reliability" if key == ERROR_RATE.key else "Throughput"
 
 
 def _row(comparison: Comparison, row: Row) -> str:
@@ -164,13 +181,13 @@ def _charts(comparison: Comparison) -> list[str]:
             "QPS over time",
             "Thick: QPS since the start (the console's QPS); thin steps: each interval. "
             "The shaded region is the warm-up.",
-            charts.line_chart("compare-qps", qps, "QPS", "req/s", warmup),
+            charts.line_chart("compare-qps", qps, QPS.label, QPS.unit, warmup),
         ),
         chart_panel(
             "TTFT over time",
             "Thick: mean TTFT since the start (the console's Global Average TTFT); thin steps: "
             "each interval's mean.",
-            charts.line_chart("compare-ttft", ttft, "TTFT", "s", warmup),
+            charts.line_chart("compare-ttft", ttft, TTFT.label, TTFT.unit, warmup),
         ),
         chart_panel(
             "TTFT distribution",
@@ -185,7 +202,7 @@ def _charts(comparison: Comparison) -> list[str]:
                 "Server cache hit rate over time",
                 "Prefix-cache hit rates scraped from each server's /metrics. Solid: the GPU "
                 "cache; dashed: the offload tier, as a share of what the GPU cache missed.",
-                charts.line_chart("compare-cache", cache, "hit rate", "%", warmup),
+                charts.line_chart("compare-cache", cache, "hit rate", FRACTION, warmup),
             )
         )
     return panels
@@ -206,8 +223,8 @@ def _cache_lines(comparison: Comparison) -> list[Line]:
     lines = []
     for index, (run, label) in enumerate(zip(comparison.runs, comparison.labels, strict=True)):
         color = PALETTE[index % len(PALETTE)]
-        for key in series.server_keys(run, series.SERVER_RATES):
-            if key.endswith("hit_rate"):
-                name = f"{label}: {series.SERVER_RATES[key]}"
-                lines.append(series.server_line(run, key, name, color, key != "gpu_hit_rate"))
+        for metric in series.server_metrics(run, series.SERVER_HIT_RATES):
+            name = f"{label}: {metric.label}"
+            dashed = metric is not GPU_HIT_RATE
+            lines.append(series.server_line(run, metric, color, dashed, name))
     return lines

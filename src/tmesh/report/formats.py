@@ -9,21 +9,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
 from tmesh.report.compare import Cell, Comparison
 from tmesh.report.load import Run
-from tmesh.results.catalogue import (
+from tmesh.results.catalogue.metrics import (
     ALL,
     BY_KEY,
     COUNTS,
-    DISTRIBUTIONS,
+    QUANTITIES,
     RATES,
     STATS,
-    format_ratio,
-    format_value,
+    TTFT,
+    VISITS,
+    Metric,
+    stat_key,
+    visit_key,
 )
+from tmesh.results.catalogue.units import COUNT, SECONDS, format_ratio, format_value
 
 
 def report_json(run: Run) -> str:
@@ -50,7 +55,7 @@ def report_csv(run: Run) -> str:
         (metric.key, metric.label, metric.unit, _exact(metric.value(run.summary))) for metric in ALL
     ]
     rows += [
-        (f"errors.{kind}", f"Errors: {kind}", "count", str(count))
+        (f"errors.{kind}", f"Errors: {kind}", COUNT, str(count))
         for kind, count in sorted(run.summary.overall.errors.items())
     ]
     return _csv(("key", "label", "unit", "value"), rows)
@@ -61,7 +66,7 @@ def report_markdown(run: Run) -> str:
     lines = [
         f"## tmesh report: {run.spec.model} ({run.name})",
         "",
-        f"`{run.config.get('endpoint', 'unknown')}` · ran {format_value(summary.elapsed, 's')} "
+        f"`{run.config.get('endpoint', 'unknown')}` · ran {format_value(summary.elapsed, SECONDS)} "
         f"· stopped: {summary.stop_reason} · {run.spec.num_contexts} contexts of "
         f"{run.spec.input_length:,} tokens, {run.spec.output_length} out, "
         f"{run.spec.max_inflight} in flight",
@@ -73,7 +78,7 @@ def report_markdown(run: Run) -> str:
     if summary.warmup_seconds > 0:
         lines += [
             "",
-            f"After the warm-up ({format_value(summary.warmup_seconds, 's')}):",
+            f"After the warm-up ({format_value(summary.warmup_seconds, SECONDS)}):",
             "",
             *_distribution_table(run, "steady."),
         ]
@@ -84,13 +89,13 @@ def report_markdown(run: Run) -> str:
 
 def _distribution_table(run: Run, prefix: str) -> list[str]:
     lines = ["| | " + " | ".join(STATS) + " |", "|---|" + "---:|" * len(STATS)]
-    for name, label, _unit, _better in DISTRIBUTIONS:
-        cells = [_formatted(run, f"{prefix}{name}.{stat}") for stat in STATS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for q in QUANTITIES:
+        cells = [_formatted(run, stat_key(q, stat, prefix)) for stat in STATS]
+        lines.append(f"| {q.label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _row_table(run: Run, metrics: list) -> list[str]:
+def _row_table(run: Run, metrics: list[Metric]) -> list[str]:
     return [
         "| " + " | ".join(metric.label for metric in metrics) + " |",
         "|" + "---:|" * len(metrics),
@@ -99,11 +104,11 @@ def _row_table(run: Run, metrics: list) -> list[str]:
 
 
 def _cold_warm_table(run: Run) -> list[str]:
-    lines = ["| TTFT | requests | " + " | ".join(STATS) + " |", "|---|" + "---:|" * 5]
-    for phase, label in (("cold", "first visit"), ("warm", "revisit")):
-        count = getattr(run.summary, f"{phase}_ttft").count
-        cells = [_formatted(run, f"{phase}_ttft.{stat}") for stat in STATS]
-        lines.append(f"| {label} | {count:,} | " + " | ".join(cells) + " |")
+    lines = [f"| {TTFT.label} | requests | " + " | ".join(STATS) + " |", "|---|" + "---:|" * 5]
+    for visit in VISITS:
+        count = visit.ttft(run.summary).count
+        cells = [_formatted(run, visit_key(visit, stat)) for stat in STATS]
+        lines.append(f"| {visit.label} | {count:,} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -222,7 +227,7 @@ def _exact(value: Any) -> str:
     return "" if value is None else repr(value)
 
 
-def _csv(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def _csv(header: tuple[str, ...], rows: Sequence[Sequence[str]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

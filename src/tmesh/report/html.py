@@ -14,17 +14,27 @@ from tmesh import __version__
 from tmesh.report import charts, series
 from tmesh.report.charts import PALETTE
 from tmesh.report.load import Run, load_run
-from tmesh.results.catalogue import (
+from tmesh.results.catalogue.metrics import (
     BY_KEY,
     COUNTS,
-    DISTRIBUTIONS,
+    DECODE_THROUGHPUT,
+    ERROR_RATE,
+    ITL,
+    PREFILL_THROUGHPUT,
+    QPS,
+    QUANTITIES,
     RATES,
     STATS,
     STEADY_RATES,
+    TIMESTAMPS,
+    TTFT,
+    VISITS,
     Metric,
-    format_ratio,
-    format_value,
+    stat_key,
+    visit_key,
 )
+from tmesh.results.catalogue.server import KV_USAGE, SERVER_METRICS, SOURCES
+from tmesh.results.catalogue.units import COUNT, FRACTION, PERCENT, SECONDS, format_value
 from tmesh.results.records import RunSummary
 
 CSS = """
@@ -81,17 +91,16 @@ footer dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px
 footer dt { font-weight: 600; color: var(--ink); }
 footer dd { margin: 0; }
 .differs { background: var(--warn-bg); }
+td.meaning { text-align: left; white-space: normal; color: var(--muted); }
 """
 
 DEFINITIONS = (
-    ("TTFT", "time from sending a request to the first generated token."),
-    ("ITL", "(time of last token - time of first token) / (output tokens - 1)."),
-    ("E2E", "time from sending a request to the end of its stream."),
-    ("Prefill throughput", "prompt tokens / TTFT, per request, in tokens per second."),
-    ("Decode throughput", "(output tokens - 1) / decode time, per request, in tokens per second."),
-    ("QPS", "successful requests / elapsed seconds."),
-    ("First visit / revisit", "a context's first request / every later request for it."),
+    *((q.label, q.definition) for q in QUANTITIES),
+    (QPS.label, QPS.definition),
+    *((visit.label.capitalize(), visit.meaning) for visit in VISITS),
+    ("t0, t_first, t_last, t_end", TIMESTAMPS),
 )
+"""The footer's glossary, from the metric catalogue."""
 
 
 def write_report(run_dir: Path, out: Path | None = None) -> Path:
@@ -121,8 +130,9 @@ def render_report(run: Run) -> str:
         *_charts(run),
         '<div class="grid2">',
         section("Workload and endpoint", kv_table(workload_rows(run))),
-        section("Client and server at the end", kv_table(_health_rows(run))),
+        section("Client at the end", kv_table(_health_rows(run))),
         "</div>",
+        _server_section(run.summary),
         footer(run),
     ]
     return page(f"tmesh report: {run.spec.model} ({run.name})", "".join(body))
@@ -159,9 +169,9 @@ def metric_table(run: Run, prefix: str = "") -> str:
     """Mean and percentiles of the latency and throughput metrics of one window."""
     head = "".join(f"<th>{stat}</th>" for stat in STATS)
     rows = []
-    for name, label, _unit, _better in DISTRIBUTIONS:
-        cells = "".join(figure(BY_KEY[f"{prefix}{name}.{stat}"], run.summary) for stat in STATS)
-        rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
+    for q in QUANTITIES:
+        cells = "".join(figure(BY_KEY[stat_key(q, stat, prefix)], run.summary) for stat in STATS)
+        rows.append(f"<tr><td>{escape(q.label)}</td>{cells}</tr>")
     return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -179,17 +189,17 @@ def _steady(run: Run) -> str:
     warmup = run.summary.warmup_seconds
     if warmup <= 0:
         return ""
-    title = f"After the warm-up (requests finished after {format_value(warmup, 's')})"
+    title = f"After the warm-up (requests finished after {format_value(warmup, SECONDS)})"
     return section(title, metric_table(run, "steady.") + _rates_table(run, STEADY_RATES))
 
 
 def _cold_warm_table(run: Run) -> str:
     head = "".join(f"<th>{stat}</th>" for stat in ("requests", *STATS))
     rows = []
-    for phase, label in (("cold", "first visit"), ("warm", "revisit")):
-        count = getattr(run.summary, f"{phase}_ttft").count
-        cells = "".join(figure(BY_KEY[f"{phase}_ttft.{stat}"], run.summary) for stat in STATS)
-        rows.append(f"<tr><td>{label}</td><td>{count:,}</td>{cells}</tr>")
+    for visit in VISITS:
+        count = visit.ttft(run.summary).count
+        cells = "".join(figure(BY_KEY[visit_key(visit, stat)], run.summary) for stat in STATS)
+        rows.append(f"<tr><td>{visit.label}</td><td>{count:,}</td>{cells}</tr>")
     return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
@@ -200,7 +210,8 @@ def errors_table(run: Run) -> str:
     sent = run.summary.total_requests + run.summary.failed_requests
     rows = "".join(
         f'<tr><td><code>{escape(kind)}</code></td><td data-key="errors.{escape(kind)}" '
-        f'data-value="{count}">{count:,}</td><td>{format_value(100 * count / sent, "%")}</td></tr>'
+        f'data-value="{count}">{count:,}</td>'
+        f"<td>{format_value(100 * count / sent, PERCENT)}</td></tr>"
         for kind, count in sorted(errors.items(), key=lambda item: -item[1])
     )
     return (
@@ -273,37 +284,36 @@ def redact_key(argv: list[Any]) -> list[str]:
 
 def _health_rows(run: Run) -> list[tuple[str, str]]:
     health = run.summary.health
-    rows = [
+    return [
         (
             "Requests in flight (mean / target)",
             f"{health.inflight_mean:.1f} / {health.inflight_target}",
         ),
-        ("Dispatch delay", format_value(health.dispatch_delay_ms / 1000, "s")),
-        ("Worst event-loop lag", format_value(health.loop_lag_ms / 1000, "s")),
+        ("Dispatch delay", format_value(health.dispatch_delay_ms / 1000, SECONDS)),
+        ("Worst event-loop lag", format_value(health.loop_lag_ms / 1000, SECONDS)),
     ]
-    for key, value in sorted((run.summary.server or {}).items()):
-        rows.append((f"server: {server_label(key)}", escape(server_value(key, value))))
-    return rows
 
 
-ACRONYMS = {"gpu": "GPU", "cpu": "CPU", "kv": "KV", "ttft": "TTFT", "lmcache": "LMCache"}
-
-
-def server_label(key: str) -> str:
-    """`revisit_gpu_hit_rate` -> `revisit GPU hit rate`; known keys get their chart names."""
-    known = {**series.SERVER_RATES, **series.SERVER_QUEUE}
-    if key in known:
-        return known[key]
-    return " ".join(ACRONYMS.get(word, word) for word in key.split("_"))
-
-
-def server_value(key: str, value: float) -> str:
-    """Rates and usage as percentages (the scrape records fractions), ratios as `1.09x`."""
-    if key.endswith(("_rate", "_perc")):
-        return format_value(100 * value, "%")
-    if key.endswith("_ratio"):
-        return format_ratio(value)
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
+def _server_section(summary: RunSummary) -> str:
+    """The server's figures over the run, what it reported apart from what tmesh derived, each
+    named and defined by the catalogue (a key the catalogue does not know is not shown)."""
+    server = summary.server or {}
+    groups = []
+    for source, words in SOURCES:
+        rows = "".join(
+            f"<tr><td>{escape(metric.label)}</td>"
+            f'<td data-server="{escape(metric.key)}" data-value="{server[metric.key]!r}">'
+            f"{escape(format_value(server[metric.key], metric.unit))}</td>"
+            f'<td class="meaning">{escape(metric.definition)}</td></tr>'
+            for metric in SERVER_METRICS
+            if metric.source == source and metric.key in server
+        )
+        if rows:
+            title = escape(words[:1].upper() + words[1:])
+            groups.append(f'<tr class="group"><td colspan="3">{title}</td></tr>{rows}')
+    if not groups:
+        return ""
+    return section("Server over the run", f"<table><tbody>{''.join(groups)}</tbody></table>")
 
 
 def _header(run: Run) -> str:
@@ -313,7 +323,7 @@ def _header(run: Run) -> str:
         '<header><div class="brand">tmesh benchmark report</div>'
         f"<h1>{escape(run.spec.model)}</h1>"
         f'<p class="meta"><code>{escape(str(run.config.get("endpoint", "unknown")))}</code>'
-        f"{started} · ran {format_value(summary.elapsed, 's')} · "
+        f"{started} · ran {format_value(summary.elapsed, SECONDS)} · "
         f"stopped: {escape(summary.stop_reason)}</p></header>"
     )
 
@@ -337,22 +347,27 @@ def _cards(run: Run) -> str:
     ttft, itl = s.overall.ttft, s.overall.itl
     cards = [
         (
-            "QPS",
-            BY_KEY["qps"],
-            f"{format_value(s.total_requests, 'count')} requests in {format_value(s.elapsed, 's')}",
+            QPS.label,
+            QPS,
+            f"{format_value(s.total_requests, COUNT)} requests in "
+            f"{format_value(s.elapsed, SECONDS)}",
         ),
         (
-            "Mean TTFT",
-            BY_KEY["ttft.mean"],
-            f"p50 {format_value(ttft.p50, 's')} · p99 {format_value(ttft.p99, 's')}",
+            f"Mean {TTFT.label}",
+            BY_KEY[stat_key(TTFT, "mean")],
+            f"p50 {format_value(ttft.p50, TTFT.unit)} · p99 {format_value(ttft.p99, TTFT.unit)}",
         ),
-        ("Mean ITL", BY_KEY["itl.mean"], f"p99 {format_value(itl.p99, 's')}"),
-        ("Prefill", BY_KEY["prefill_throughput.mean"], "mean per request"),
-        ("Decode", BY_KEY["decode_throughput.mean"], "mean per request"),
+        (
+            f"Mean {ITL.label}",
+            BY_KEY[stat_key(ITL, "mean")],
+            f"p99 {format_value(itl.p99, ITL.unit)}",
+        ),
+        ("Prefill", BY_KEY[stat_key(PREFILL_THROUGHPUT, "mean")], "mean per request"),
+        ("Decode", BY_KEY[stat_key(DECODE_THROUGHPUT, "mean")], "mean per request"),
         (
             "Errors",
-            BY_KEY["error_rate"],
-            f"{format_value(s.failed_requests, 'count')} failed · {s.rotations:,} rotations",
+            ERROR_RATE,
+            f"{format_value(s.failed_requests, COUNT)} failed · {s.rotations:,} rotations",
         ),
     ]
     html = [
@@ -381,7 +396,7 @@ def _charts(run: Run) -> list[str]:
                 "Successful requests per second in each interval, and since the start "
                 "(the console's QPS). The shaded region is the warm-up.",
                 charts.line_chart(
-                    "qps", series.qps_lines(run, blue, faint="#93c5fd"), "QPS", "req/s", warmup
+                    "qps", series.qps_lines(run, blue, faint="#93c5fd"), QPS.label, QPS.unit, warmup
                 ),
             )
         )
@@ -391,7 +406,7 @@ def _charts(run: Run) -> list[str]:
                 "TTFT over time",
                 "Mean and p99 TTFT of the requests finished in each interval, and the mean since "
                 "the start (the console's Global Average TTFT).",
-                charts.line_chart("ttft", ttft, "TTFT", "s", warmup),
+                charts.line_chart("ttft", ttft, TTFT.label, TTFT.unit, warmup),
             )
         )
     groups = series.ttft_by_visit(run)
@@ -427,40 +442,39 @@ def _charts(run: Run) -> list[str]:
 
 def _server_charts(run: Run, warmup: float) -> list[str]:
     panels = []
-    keys = series.server_keys(run, series.SERVER_RATES)
-    if keys:
+    metrics = series.server_metrics(run, series.SERVER_CACHE)
+    if metrics:
         lines = [
-            series.server_line(
-                run, key, series.SERVER_RATES[key], PALETTE[i], key == "kv_usage_perc"
-            )
-            for i, key in enumerate(keys)
+            series.server_line(run, metric, PALETTE[i], metric is KV_USAGE)
+            for i, metric in enumerate(metrics)
         ]
         panels.append(
             chart_panel(
                 "Server cache over time",
                 "Prefix-cache hit rates and KV cache usage scraped from the server's /metrics "
                 "in each interval.",
-                charts.line_chart("server-cache", lines, "share", "%", warmup),
+                charts.line_chart("server-cache", lines, "share", FRACTION, warmup),
             )
         )
-    keys = series.server_keys(run, series.SERVER_QUEUE)
-    if keys:
+    metrics = series.server_metrics(run, series.SERVER_QUEUE)
+    if metrics:
         lines = [
-            series.server_line(run, key, series.SERVER_QUEUE[key], PALETTE[i + 2])
-            for i, key in enumerate(keys)
+            series.server_line(run, metric, PALETTE[i + 2]) for i, metric in enumerate(metrics)
         ]
         panels.append(
             chart_panel(
                 "Server queue over time",
                 "Requests the server reported running and waiting at each scrape.",
-                charts.line_chart("server-queue", lines, "requests", "", warmup),
+                charts.line_chart("server-queue", lines, "requests", COUNT, warmup),
             )
         )
     return panels
 
 
 def footer(run: Run | None = None) -> str:
-    items = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}</dd>" for term, text in DEFINITIONS)
+    items = "".join(
+        f"<dt>{escape(term)}</dt><dd>{escape(text)}.</dd>" for term, text in DEFINITIONS
+    )
     source = ""
     if run is not None:
         source = (

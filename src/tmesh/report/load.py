@@ -7,7 +7,6 @@ damage, repaired here once so every renderer downstream can trust what it gets.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -17,7 +16,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import numpy as np
 import orjson
@@ -252,21 +251,30 @@ def build_record(cls: type[T], data: Any) -> T:
     """
     if not isinstance(data, dict):
         raise RecordShapeError(f"{cls.__name__} must be a JSON object")
-    kwargs = {
-        name: _convert(options, data[name], name) for name, options in _schema(cls) if name in data
-    }
+    schema = _schema(cls)
+    kwargs = {name: _convert(options, data[name], name) for name, options in schema if name in data}
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        missing = [name for name, _ in _schema(cls) if name not in data]
+        missing = [name for name, _ in schema if name not in data]
         raise RecordShapeError(f"{cls.__name__} lacks {', '.join(missing) or exc}") from None
 
 
-@functools.cache
-def _schema(cls: type) -> tuple[tuple[str, tuple[Any, ...]], ...]:
-    """Each field's name and the types it may hold, resolved once per class (it is costly)."""
-    hints = typing.get_type_hints(cls)
-    return tuple((spec.name, _union_members(hints[spec.name])) for spec in fields(cls))
+Schema = tuple[tuple[str, tuple[Any, ...]], ...]
+_SCHEMAS: dict[type[Any], Schema] = {}
+
+
+def _schema(cls: type[Any]) -> Schema:
+    """Each field's name and the types it may hold, resolved once per class (it is costly).
+
+    Cached by hand: mypy does not take a class of unknown type as `functools.cache`'s Hashable.
+    """
+    schema = _SCHEMAS.get(cls)
+    if schema is None:
+        hints = typing.get_type_hints(cls)
+        schema = tuple((spec.name, _union_members(hints[spec.name])) for spec in fields(cls))
+        _SCHEMAS[cls] = schema
+    return schema
 
 
 def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
@@ -286,7 +294,7 @@ def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
             # not refused: the files of that run are still good.
             if isinstance(value, str):
                 return value
-        elif is_dataclass(option):
+        elif isinstance(option, type) and is_dataclass(option):
             return build_record(option, value)
         elif typing.get_origin(option) is dict and isinstance(value, dict):
             return _number_map(option, value, name)
@@ -313,5 +321,5 @@ def _union_members(hint: Any) -> tuple[Any, ...]:
     return (hint,)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -10,16 +10,21 @@ import numpy as np
 
 from tmesh.report.charts import COLD, WARM, Distribution, Line
 from tmesh.report.load import Run
+from tmesh.results.catalogue.server import (
+    EXTERNAL_HIT_RATE,
+    GPU_HIT_RATE,
+    KV_USAGE,
+    LMCACHE_HIT_RATE,
+    RUNNING,
+    SGLANG_CACHE_HIT_RATE,
+    WAITING,
+    ServerMetric,
+)
 
-SERVER_RATES = {
-    "gpu_hit_rate": "GPU prefix-cache hit rate",
-    "external_hit_rate": "offload-tier hit rate",
-    "lmcache_hit_rate": "LMCache hit rate",
-    "sglang_cache_hit_rate": "SGLang cache hit rate",
-    "kv_usage_perc": "GPU KV cache in use",
-}
-"""Fractions (0 to 1) the benchmark's server scrape records per interval (bench.servermetrics)."""
-SERVER_QUEUE = {"running": "requests running", "waiting": "requests waiting"}
+SERVER_HIT_RATES = (GPU_HIT_RATE, EXTERNAL_HIT_RATE, LMCACHE_HIT_RATE, SGLANG_CACHE_HIT_RATE)
+SERVER_CACHE = (*SERVER_HIT_RATES, KV_USAGE)
+"""The fractions (0 to 1) the server scrape records per interval, charted as percentages."""
+SERVER_QUEUE = (RUNNING, WAITING)
 
 
 def elapsed(run: Run) -> list[float]:
@@ -42,7 +47,7 @@ def interval_qps(run: Run) -> list[float | None]:
 
 
 def qps_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
-    """QPS of each interval (steps) and since the start (the seed's QPS line)."""
+    """QPS of each interval (steps) and since the start (the console's QPS line)."""
     x, y = stepped(run, interval_qps(run))
     return [
         Line(f"{prefix}per interval", x, y, faint or color, 1.2, 0.55, steps=True),
@@ -51,7 +56,7 @@ def qps_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) 
 
 
 def ttft_lines(run: Run, color: str, prefix: str = "", faint: str | None = None) -> list[Line]:
-    """Mean TTFT of each interval (steps) and since the start (the seed's Global Average)."""
+    """Mean TTFT of each interval (steps) and since the start (the console's Global Average)."""
     x, y = stepped(run, [snap.interval_stats.ttft.mean for snap in run.intervals])
     since_start = [snap.global_stats.ttft.mean for snap in run.intervals]
     return [
@@ -65,15 +70,20 @@ def ttft_p99_line(run: Run, color: str) -> Line:
     return Line("interval p99", x, y, color, 1.2, dashed=True, steps=True)
 
 
-def server_keys(run: Run, names: dict[str, str]) -> list[str]:
-    """Which of `names` the run's server scrapes recorded at least once, in `names` order."""
+def server_metrics(run: Run, metrics: tuple[ServerMetric, ...]) -> list[ServerMetric]:
+    """Which of `metrics` the run's server scrapes recorded at least once, in their order."""
     seen = {key for snap in run.intervals if snap.server for key in snap.server}
-    return [key for key in names if key in seen]
+    return [metric for metric in metrics if metric.key in seen]
 
 
-def server_line(run: Run, key: str, label: str, color: str, dashed: bool = False) -> Line:
-    values = [(snap.server or {}).get(key) for snap in run.intervals]
-    return Line(label, elapsed(run), values, color, 1.8, dashed=dashed, markers=True)
+def server_line(
+    run: Run, metric: ServerMetric, color: str, dashed: bool = False, label: str = ""
+) -> Line:
+    """A server figure per interval, named by its catalogue label unless `label` says more."""
+    values = [(snap.server or {}).get(metric.key) for snap in run.intervals]
+    return Line(
+        label or metric.label, elapsed(run), values, color, 1.8, dashed=dashed, markers=True
+    )
 
 
 def ttft_by_visit(run: Run) -> list[Distribution]:
@@ -90,5 +100,6 @@ def ttft_by_visit(run: Run) -> list[Distribution]:
 
 
 def ttft_values(run: Run) -> np.ndarray:
-    ttft = run.requests.ttft
-    return ttft[~np.isnan(ttft)]
+    ttft: np.ndarray = run.requests.ttft
+    defined: np.ndarray = ttft[~np.isnan(ttft)]
+    return defined

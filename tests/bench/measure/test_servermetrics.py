@@ -281,14 +281,15 @@ async def test_scraper_across_a_server_restart(serve, session) -> None:
     assert interval_view(second, third)["gpu_hit_rate"] == pytest.approx(1 / 3)
 
 
-async def test_scraper_without_metrics_endpoint_says_so_once_and_stops(serve, session) -> None:
+async def test_scraper_without_metrics_endpoint_stops_and_keeps_the_reason(serve, session) -> None:
+    """Saying it once is the benchmark's job (tests/bench/test_run.py); the scraper keeps the
+    reason so the caller can say it, and the verdict can mention it, at any time."""
     responder = Responder([(404, "Not Found")])
     scraper = ServerMetricsScraper(await serve(responder.handle), session)
     assert await scraper.scrape() is None
     assert scraper.unavailable_reason is not None and "404" in scraper.unavailable_reason
-    assert "404" in (scraper.pop_notice() or "")
-    assert scraper.pop_notice() is None
     assert await scraper.scrape() is None
+    assert "404" in (scraper.unavailable_reason or "")
     assert responder.hits == 1 and scraper.stopped
 
 

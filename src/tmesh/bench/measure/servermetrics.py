@@ -6,11 +6,11 @@ Counters are cumulative on the server, so the console and the summary look at di
 between two samples (`interval_view`, `run_view`), which also makes the numbers "this run only"
 instead of "since the server started".
 
-Names come from the public sources: vLLM `vllm/v1/metrics/loggers.py` (current names and the
-`gpu_`-prefixed ones deprecated in 0.9), `vllm/config/cache.py` (`cache_config_info` labels), the
-OffloadingConnector metrics (flat `kv_offload_*_bytes` and the deprecated `kv_offload_total_bytes`
-with a `transfer_type` label, dual-written, so never both), SGLang
-`python/sglang/srt/metrics/collector.py` and LMCache `observability.py`.
+The metric names read are those vLLM's v1 engine exposes (current names and the `gpu_`-prefixed
+ones deprecated in 0.9, and the `cache_config_info` labels), its OffloadingConnector (flat
+`kv_offload_*_bytes` and the deprecated `kv_offload_total_bytes` with a `transfer_type` label,
+written side by side, so never both are counted), SGLang's and LMCache's. The keys of the views
+handed on are declared, with their meaning, in `results.catalogue.server`.
 """
 
 from __future__ import annotations
@@ -24,36 +24,59 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from tmesh.results.catalogue import server as figures
+
 Labels = Mapping[str, str]
 Series = dict[str, list[tuple[Labels, float]]]
 
-# Canonical key -> names that carry it, newest first: several names are aliases of one
+# Counters of a sample that only feed the views' rates (the others keep their catalogue key).
+_PREFIX_QUERIES, _PREFIX_HITS = "prefix_queries", "prefix_hits"
+_EXTERNAL_QUERIES, _EXTERNAL_HITS = "external_queries", "external_hits"
+_LMCACHE_REQUESTED, _LMCACHE_HITS = "lmcache_requested_tokens", "lmcache_hit_tokens"
+_SGLANG_DEVICE, _SGLANG_OFFLOAD = "sglang_cached_device", "sglang_cached_offload"
+
+# Sample key -> names that carry it, newest first: several names are aliases of one
 # another (vLLM renamed `gpu_prefix_cache_*` and `gpu_cache_usage_perc` in 0.9 and wrote both
 # for a while), so the first one present is taken, never the sum.
 _SUMMED_COUNTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prefix_queries", ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")),
-    ("prefix_hits", ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")),
-    ("external_queries", ("vllm:external_prefix_cache_queries",)),
-    ("external_hits", ("vllm:external_prefix_cache_hits",)),
-    ("prompt_tokens", ("vllm:prompt_tokens", "sglang:prompt_tokens")),
-    ("generation_tokens", ("vllm:generation_tokens", "sglang:generation_tokens")),
-    ("preemptions", ("vllm:num_preemptions", "sglang:num_retracted_requests")),
-    ("lmcache_requested_tokens", ("lmcache:num_requested_tokens",)),
-    ("lmcache_hit_tokens", ("lmcache:num_hit_tokens",)),
-    ("lmcache_stored_tokens", ("lmcache:num_stored_tokens",)),
+    (_PREFIX_QUERIES, ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries")),
+    (_PREFIX_HITS, ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits")),
+    (_EXTERNAL_QUERIES, ("vllm:external_prefix_cache_queries",)),
+    (_EXTERNAL_HITS, ("vllm:external_prefix_cache_hits",)),
+    (figures.PROMPT_TOKENS.key, ("vllm:prompt_tokens", "sglang:prompt_tokens")),
+    (figures.GENERATION_TOKENS.key, ("vllm:generation_tokens", "sglang:generation_tokens")),
+    (figures.PREEMPTIONS.key, ("vllm:num_preemptions", "sglang:num_retracted_requests")),
+    (_LMCACHE_REQUESTED, ("lmcache:num_requested_tokens",)),
+    (_LMCACHE_HITS, ("lmcache:num_hit_tokens",)),
+    (figures.LMCACHE_STORED_TOKENS.key, ("lmcache:num_stored_tokens",)),
 )
 _SUMMED_GAUGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("running", ("vllm:num_requests_running", "sglang:num_running_reqs")),
-    ("waiting", ("vllm:num_requests_waiting", "sglang:num_queue_reqs")),
-    ("lmcache_local_cache_bytes", ("lmcache:local_cache_usage",)),
+    (figures.RUNNING.key, ("vllm:num_requests_running", "sglang:num_running_reqs")),
+    (figures.WAITING.key, ("vllm:num_requests_waiting", "sglang:num_queue_reqs")),
+    (figures.LMCACHE_LOCAL_CACHE_BYTES.key, ("lmcache:local_cache_usage",)),
 )
 # Fractions: the mean over engines, as vLLM's own aggregated log line does.
 _MEAN_GAUGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
-        "kv_usage_perc",
+        figures.KV_USAGE.key,
         ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage"),
     ),
-    ("sglang_cache_hit_rate", ("sglang:cache_hit_rate",)),
+    (figures.SGLANG_CACHE_HIT_RATE.key, ("sglang:cache_hit_rate",)),
+)
+# Gauges the views pass on as they were at the later scrape.
+_INTERVAL_GAUGES = (
+    figures.KV_USAGE,
+    figures.RUNNING,
+    figures.WAITING,
+    figures.SGLANG_CACHE_HIT_RATE,
+)
+_RUN_GAUGES = (figures.GPU_CAPACITY_TOKENS, figures.LMCACHE_LOCAL_CACHE_BYTES)
+# Counters only the whole run's view passes on (the interval's are in `_counter_view`).
+_RUN_COUNTERS = (
+    figures.COMPUTED_PROMPT_TOKENS,
+    figures.GENERATION_TOKENS,
+    figures.OFFLOAD_STORE_BYTES,
+    figures.LMCACHE_STORED_TOKENS,
 )
 _BY_SOURCE = "vllm:prompt_tokens_by_source"
 _OFFLOAD_DEPRECATED = "vllm:kv_offload_total_bytes"
@@ -91,16 +114,14 @@ class MetricsFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ServerSample:
-    """Canonical server counters and gauges from one scrape.
+    """The server's counters and gauges from one scrape, summed over engines and labels.
 
-    Counters (cumulative, tokens unless the name says bytes): `prefix_queries`/`prefix_hits`
-    (vLLM local cache), `external_queries`/`external_hits` (vLLM KV connector: LMCache,
-    OffloadingConnector), `prompt_tokens`, `generation_tokens`, `computed_prompt_tokens`,
-    `preemptions`, `offload_load_bytes`, `offload_store_bytes`, `sglang_cached_device`,
-    `sglang_cached_offload`, `lmcache_requested_tokens`, `lmcache_hit_tokens`,
-    `lmcache_stored_tokens`. Gauges: `kv_usage_perc` (mean over engines), `running`, `waiting`,
-    `gpu_capacity_tokens` (sums), `sglang_cache_hit_rate` (mean), `lmcache_local_cache_bytes`.
-    A key is absent when the server does not expose it.
+    Counters are cumulative. Besides the catalogue's keys, the counters hold the lookups and
+    hits the views turn into rates: `prefix_queries`/`prefix_hits` (vLLM's GPU prefix cache),
+    `external_queries`/`external_hits` (vLLM's KV connector: LMCache, OffloadingConnector),
+    `sglang_cached_device`/`sglang_cached_offload` (SGLang's cached prompt tokens by tier) and
+    `lmcache_requested_tokens`/`lmcache_hit_tokens`. A key is absent when the server does not
+    expose it.
     """
 
     counters: dict[str, float] = field(default_factory=dict)
@@ -128,57 +149,50 @@ def parse_server_metrics(text: str) -> ServerSample:
             _put(target, key, _first(series, aggregate, *names))
     _put(
         counters,
-        "computed_prompt_tokens",
+        figures.COMPUTED_PROMPT_TOKENS.key,
         _labelled_sum(series, _BY_SOURCE, "source", "local_compute"),
     )
-    _put(counters, "offload_load_bytes", _offload_bytes(series, "load", "_to_GPU"))
-    _put(counters, "offload_store_bytes", _offload_bytes(series, "store", "GPU_to_"))
+    _put(counters, figures.OFFLOAD_LOAD_BYTES.key, _offload_bytes(series, "load", "_to_GPU"))
+    _put(counters, figures.OFFLOAD_STORE_BYTES.key, _offload_bytes(series, "store", "GPU_to_"))
     _put_sglang_cached(counters, series)
-    _put(gauges, "gpu_capacity_tokens", _gpu_capacity(series))
+    _put(gauges, figures.GPU_CAPACITY_TOKENS.key, _gpu_capacity(series))
     return ServerSample(counters=counters, gauges=gauges)
 
 
 def interval_view(prev: ServerSample | None, cur: ServerSample) -> dict[str, float]:
     """What the server did between two scrapes, for the 5-second block.
 
-    Keys: `gpu_hit_rate`, `external_hit_rate`, `kv_usage_perc`, `running`, `waiting`,
-    `preemptions`, `offload_load_bytes`, `prompt_tokens`, `external_hit_tokens`,
-    `gpu_hit_tokens`, `sglang_cache_hit_rate`, `lmcache_hit_rate`; a key is left out when the
-    server does not expose it, and a rate when nothing was looked up in the interval (0/0 is
-    not 0 %). Without `prev` the counters count from the server's start.
+    Each cache tier's hit rate and hit tokens, prompt tokens, preemptions and offload loads, and
+    the gauges of `cur`; a key is left out when the server does not expose it, and a rate when
+    nothing was looked up in the interval (0/0 is not 0 %). Without `prev` the counters count
+    from the server's start.
     """
     view = _counter_view(_deltas(prev, cur))
-    for key in ("kv_usage_perc", "running", "waiting", "sglang_cache_hit_rate"):
-        _put(view, key, cur.gauges.get(key))
+    for metric in _INTERVAL_GAUGES:
+        _put(view, metric.key, cur.gauges.get(metric.key))
     return view
 
 
 def run_view(first: ServerSample, last: ServerSample) -> dict[str, float]:
-    """The whole run for the summary and the verdict: `interval_view`'s counter keys plus totals.
+    """The whole run for the summary and the verdict: `interval_view`'s counters plus totals.
 
-    Extra keys: `gpu_query_tokens`, `external_query_tokens`, `computed_prompt_tokens`,
-    `generation_tokens`, `offload_store_bytes`, `lmcache_stored_tokens`, and from the last
-    sample `gpu_capacity_tokens` and `lmcache_local_cache_bytes`. A counter reset between the
-    two samples is only seen as a smaller value; build it from samples close enough together
-    to not straddle a server restart.
+    It adds the tokens looked up in each tier, more token and byte counts, and the GPU capacity
+    and LMCache usage of the last sample. A counter reset between the two samples is only seen
+    as a smaller value; build it from samples close enough together to not straddle a server
+    restart.
     """
     deltas = _deltas(first, last)
     view = _counter_view(deltas)
     local = _local_lookups(deltas)
     if local is not None:
-        view["gpu_query_tokens"] = local[1]
+        view[figures.GPU_QUERY_TOKENS.key] = local[1]
     external = _external_lookups(deltas, local)
     if external is not None:
-        view["external_query_tokens"] = external[1]
-    for key in (
-        "computed_prompt_tokens",
-        "generation_tokens",
-        "offload_store_bytes",
-        "lmcache_stored_tokens",
-    ):
-        _put(view, key, deltas.get(key))
-    for key in ("gpu_capacity_tokens", "lmcache_local_cache_bytes"):
-        _put(view, key, last.gauges.get(key))
+        view[figures.EXTERNAL_QUERY_TOKENS.key] = external[1]
+    for metric in _RUN_COUNTERS:
+        _put(view, metric.key, deltas.get(metric.key))
+    for metric in _RUN_GAUGES:
+        _put(view, metric.key, last.gauges.get(metric.key))
     return view
 
 
@@ -191,10 +205,10 @@ def default_metrics_url(base_url: str) -> str:
 class ServerMetricsScraper:
     """Fetches and parses `/metrics` once per interval; never raises.
 
-    A failure returns None and sets `unavailable_reason` (one line); `pop_notice()` hands that
-    line out once so the console says it once, not every five seconds. A 404-like answer or a
-    body without vLLM/SGLang/LMCache metrics stops further scrapes (the server will not grow
-    them); a refused connection, a timeout or a 5xx is retried next interval.
+    A failure returns None and sets `unavailable_reason` (one line) until a scrape succeeds; the
+    caller decides how often to say it. A 404-like answer or a body without vLLM/SGLang/LMCache
+    metrics stops further scrapes (the server will not grow them); a refused connection, a
+    timeout or a 5xx is retried next interval.
 
     Its session's pool needs a free connection while the benchmark's streams hold theirs
     (a limit above the in-flight maximum, or a session of its own), or the scrape waits behind
@@ -214,26 +228,16 @@ class ServerMetricsScraper:
         self._headers = dict(headers or {})
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._stopped = False
-        self._notice_pending = False
-        self._noticed = False
 
     async def scrape(self) -> ServerSample | None:
         if self._stopped:
             return None
         try:
-            text = await self._fetch()
-        except asyncio.TimeoutError:
-            return self._fail(f"{self.url} did not answer within {self._timeout.total:g} s")
-        except _StatusError as exc:
-            return self._fail(str(exc), permanent=exc.permanent)
-        except aiohttp.ClientError as exc:
-            return self._fail(f"cannot reach {self.url} ({_one_line(exc)})")
-        try:
-            sample = parse_server_metrics(text)
-        except MetricsFormatError as exc:
-            return self._fail(f"{self.url} is not Prometheus text ({exc})", permanent=True)
-        if not sample:
-            return self._fail(f"{self.url} has no vLLM, SGLang or LMCache metrics", permanent=True)
+            sample = await self._read()
+        except _Unavailable as exc:
+            self.unavailable_reason = str(exc)
+            self._stopped = self._stopped or exc.permanent
+            return None
         self.unavailable_reason = None
         return sample
 
@@ -247,34 +251,46 @@ class ServerMetricsScraper:
         """`interval_view`, where the caller holds the scraper."""
         return interval_view(prev, cur)
 
-    def pop_notice(self) -> str | None:
-        """The reason the server's metrics are missing, the first time only."""
-        if not self._notice_pending or self._noticed:
-            return None
-        self._noticed = True
-        return f"server metrics unavailable: {self.unavailable_reason}"
+    async def _read(self) -> ServerSample:
+        try:
+            text = await self._fetch()
+        except asyncio.TimeoutError:
+            raise _Unavailable(
+                f"{self.url} did not answer within {self._timeout.total:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise _Unavailable(f"cannot reach {self.url} ({_one_line(exc)})") from None
+        try:
+            sample = parse_server_metrics(text)
+        except MetricsFormatError as exc:
+            raise _Unavailable(f"{self.url} is not Prometheus text ({exc})", True) from None
+        if not sample:
+            raise _Unavailable(f"{self.url} has no vLLM, SGLang or LMCache metrics", True)
+        return sample
 
     async def _fetch(self) -> str:
         async with self._session.get(
             self.url, headers=self._headers, timeout=self._timeout, allow_redirects=True
         ) as resp:
             if resp.status != 200:
-                raise _StatusError(self.url, resp.status)
+                raise _Unavailable(
+                    f"{self.url} answered HTTP {resp.status}", _permanent_status(resp.status)
+                )
             return await resp.text(errors="replace")
 
-    def _fail(self, reason: str, permanent: bool = False) -> None:
-        self.unavailable_reason = reason
-        self._notice_pending = True
-        self._stopped = self._stopped or permanent
+
+class _Unavailable(Exception):
+    """Why a scrape got no sample; `permanent` when retrying cannot help."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
 
 
-class _StatusError(Exception):
-    """A non-200 answer. Client errors (404, 401, 405, ...) will not change on the next scrape;
-    server errors, timeouts and rate limits may pass."""
-
-    def __init__(self, url: str, status: int) -> None:
-        super().__init__(f"{url} answered HTTP {status}")
-        self.permanent = 400 <= status < 500 and status not in (408, 429)
+def _permanent_status(status: int) -> bool:
+    """Client errors (404, 401, 405, ...) will not change on the next scrape; server errors,
+    timeouts and rate limits may pass."""
+    return 400 <= status < 500 and status not in (408, 429)
 
 
 def _read_series(text: str) -> Series:
@@ -369,8 +385,8 @@ def _put_sglang_cached(counters: dict[str, float], series: Series) -> None:
             offload = (offload or 0.0) + value
         else:
             device += value
-    counters["sglang_cached_device"] = device
-    _put(counters, "sglang_cached_offload", offload)
+    counters[_SGLANG_DEVICE] = device
+    _put(counters, _SGLANG_OFFLOAD, offload)
 
 
 def _gpu_capacity(series: Series) -> float | None:
@@ -414,10 +430,10 @@ def _deltas(prev: ServerSample | None, cur: ServerSample) -> dict[str, float]:
 
 def _local_lookups(d: Mapping[str, float]) -> tuple[float, float] | None:
     """(hit tokens, looked-up tokens) of the GPU prefix cache."""
-    if "prefix_queries" in d:
-        return d.get("prefix_hits", 0.0), d["prefix_queries"]
-    if "sglang_cached_device" in d:
-        return d["sglang_cached_device"], d.get("prompt_tokens", 0.0)
+    if _PREFIX_QUERIES in d:
+        return d.get(_PREFIX_HITS, 0.0), d[_PREFIX_QUERIES]
+    if _SGLANG_DEVICE in d:
+        return d[_SGLANG_DEVICE], d.get(figures.PROMPT_TOKENS.key, 0.0)
     return None
 
 
@@ -425,10 +441,10 @@ def _external_lookups(
     d: Mapping[str, float], local: tuple[float, float] | None
 ) -> tuple[float, float] | None:
     """(hit tokens, looked-up tokens) of the tier behind the GPU: what the GPU cache missed."""
-    if "external_queries" in d:
-        return d.get("external_hits", 0.0), d["external_queries"]
-    if "sglang_cached_offload" in d and local is not None:
-        return d["sglang_cached_offload"], max(local[1] - local[0], 0.0)
+    if _EXTERNAL_QUERIES in d:
+        return d.get(_EXTERNAL_HITS, 0.0), d[_EXTERNAL_QUERIES]
+    if _SGLANG_OFFLOAD in d and local is not None:
+        return d[_SGLANG_OFFLOAD], max(local[1] - local[0], 0.0)
     return None
 
 
@@ -436,19 +452,19 @@ def _counter_view(d: Mapping[str, float]) -> dict[str, float]:
     view: dict[str, float] = {}
     local = _local_lookups(d)
     if local is not None:
-        view["gpu_hit_tokens"] = local[0]
-        _put(view, "gpu_hit_rate", _rate(*local))
+        view[figures.GPU_HIT_TOKENS.key] = local[0]
+        _put(view, figures.GPU_HIT_RATE.key, _rate(*local))
     external = _external_lookups(d, local)
     if external is not None:
-        view["external_hit_tokens"] = external[0]
-        _put(view, "external_hit_rate", _rate(*external))
-    for key in ("preemptions", "offload_load_bytes", "prompt_tokens"):
-        _put(view, key, d.get(key))
-    if "lmcache_requested_tokens" in d:
+        view[figures.EXTERNAL_HIT_TOKENS.key] = external[0]
+        _put(view, figures.EXTERNAL_HIT_RATE.key, _rate(*external))
+    for metric in (figures.PREEMPTIONS, figures.OFFLOAD_LOAD_BYTES, figures.PROMPT_TOKENS):
+        _put(view, metric.key, d.get(metric.key))
+    if _LMCACHE_REQUESTED in d:
         _put(
             view,
-            "lmcache_hit_rate",
-            _rate(d.get("lmcache_hit_tokens", 0.0), d["lmcache_requested_tokens"]),
+            figures.LMCACHE_HIT_RATE.key,
+            _rate(d.get(_LMCACHE_HITS, 0.0), d[_LMCACHE_REQUESTED]),
         )
     return view
 

@@ -14,6 +14,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, ServerSample, run_view
+from tmesh.results.catalogue.server import (
+    EXTERNAL_HIT_RATE,
+    EXTERNAL_HIT_TOKENS,
+    EXTERNAL_QUERY_TOKENS,
+    GPU_CAPACITY_TOKENS,
+    GPU_HIT_RATE,
+    GPU_HIT_TOKENS,
+    GPU_QUERY_TOKENS,
+    REVISIT_EXTERNAL_HIT_RATE,
+    REVISIT_GPU_HIT_RATE,
+    WARM_COLD_TTFT_RATIO,
+    WORKING_SET_TOKENS,
+    ServerMetric,
+)
 from tmesh.results.records import MetricStats, RunSummary, WorkloadSpec
 
 NOT_ENOUGH = "not enough revisits yet to judge (run past the first rotation)"
@@ -85,13 +99,13 @@ def cache_verdict(
     """
     server = server or {}
     working = spec.num_contexts * spec.input_length
-    capacity = _positive_int(server.get("gpu_capacity_tokens"))
+    capacity = _positive_int(server.get(GPU_CAPACITY_TOKENS.key))
     ratio = _speedup(cold_ttft, warm_ttft)
     facts = _Facts(
         working=working,
         capacity=capacity,
-        gpu=_revisit_rate(server, "gpu", first_visit_tokens),
-        external=_revisit_rate(server, "external", first_visit_tokens),
+        gpu=_revisit_rate(server, _GPU_TIER, first_visit_tokens),
+        external=_revisit_rate(server, _EXTERNAL_TIER, first_visit_tokens),
         ratio=ratio,
     )
     enough = ratio is not None and warm_ttft.count >= min_revisits
@@ -200,23 +214,32 @@ def _client_only(f: _Facts) -> str:
     )
 
 
-def _revisit_rate(server: Mapping[str, float], tier: str, first_visit_tokens: int) -> float | None:
+_Tier = tuple[ServerMetric, ServerMetric, ServerMetric]
+"""A cache tier's hit tokens, looked-up tokens and hit rate in a server view."""
+_GPU_TIER: _Tier = (GPU_HIT_TOKENS, GPU_QUERY_TOKENS, GPU_HIT_RATE)
+_EXTERNAL_TIER: _Tier = (EXTERNAL_HIT_TOKENS, EXTERNAL_QUERY_TOKENS, EXTERNAL_HIT_RATE)
+
+
+def _revisit_rate(
+    server: Mapping[str, float], tier: _Tier, first_visit_tokens: int
+) -> float | None:
     """Hits over the lookups revisits made; the view's own rate when it has no token totals."""
-    hits, queries = server.get(f"{tier}_hit_tokens"), server.get(f"{tier}_query_tokens")
+    hit_tokens, query_tokens, hit_rate = tier
+    hits, queries = server.get(hit_tokens.key), server.get(query_tokens.key)
     if hits is None or queries is None:
-        return server.get(f"{tier}_hit_rate")
+        return server.get(hit_rate.key)
     revisit_queries = queries - first_visit_tokens
     return min(hits / revisit_queries, 1.0) if revisit_queries > 0 else None
 
 
 def _facts_as_numbers(verdict: Verdict) -> dict[str, float]:
-    facts = {
-        "working_set_tokens": verdict.working_set_tokens,
-        "revisit_gpu_hit_rate": verdict.revisit_gpu_hit_rate,
-        "revisit_external_hit_rate": verdict.revisit_external_hit_rate,
-        "warm_cold_ttft_ratio": verdict.warm_cold_ttft_ratio,
-    }
-    return {key: float(value) for key, value in facts.items() if value is not None}
+    facts = (
+        (WORKING_SET_TOKENS, verdict.working_set_tokens),
+        (REVISIT_GPU_HIT_RATE, verdict.revisit_gpu_hit_rate),
+        (REVISIT_EXTERNAL_HIT_RATE, verdict.revisit_external_hit_rate),
+        (WARM_COLD_TTFT_RATIO, verdict.warm_cold_ttft_ratio),
+    )
+    return {metric.key: float(value) for metric, value in facts if value is not None}
 
 
 def _speedup(cold: MetricStats, warm: MetricStats) -> float | None:

@@ -1,22 +1,42 @@
-"""What the user reads: the seed's text blocks, our extra lines, the final summary and a live view.
+"""What the user reads: the 5-second block, the final summary and a live view.
 
-The seed's labels and their order are a contract (people grep and parse them), so every seed line
-is printed with the seed's exact label text; only the value changes: it carries its unit after a
+The first twelve lines of the 5-second block are tmesh-cli's published output format: people grep
+and parse them, so their labels and order never change, and each value carries its unit after a
 space (`Global Average TTFT: 1.945 s`, `... Throughput: 46750.2 tokens/s`), so `label: number unit`
-parses as `line.split(": ", 1)` then `value.split()[0]`. Throughputs are tokens per second (the
-seed's "bytes" wording was wrong). Seconds are shown to 4 significant digits, tokens/s to 0.1.
+parses as `line.split(": ", 1)` then `value.split()[0]`. Names, units and the console's style of
+writing values come from `results.catalogue`; this module only lays them out.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import orjson
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
+from tmesh.results.catalogue.metrics import (
+    DECODE_THROUGHPUT,
+    E2E,
+    FAILED_REQUESTS,
+    ITL,
+    PREFILL_THROUGHPUT,
+    QPS,
+    QUANTITIES,
+    RATES,
+    ROTATIONS,
+    STATS,
+    STEADY_RATES,
+    TOTAL_REQUESTS,
+    TTFT,
+    VISITS,
+    stat_of,
+    title_case,
+)
+from tmesh.results.catalogue.server import LINES, SERVER, SOURCES, TMESH, ServerLine
+from tmesh.results.catalogue.units import COUNT, console_value, console_values
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
@@ -28,32 +48,10 @@ from tmesh.results.records import (
 
 RUN_FOREVER_NOTE = "NOTE: tmesh-cli benchmark will run forever until you interrupt the process."
 
-NOT_AVAILABLE = "n/a"
-
-_SERVER_LINES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    (
-        "Server Prefix Cache Hit Rate",
-        (
-            ("gpu_hit_rate", "GPU"),
-            ("external_hit_rate", "external"),
-            ("sglang_cache_hit_rate", "SGLang"),
-            ("lmcache_hit_rate", "LMCache"),
-        ),
-    ),
-    (
-        "Server Prompt Tokens",
-        (
-            ("prompt_tokens", "total"),
-            ("gpu_hit_tokens", "GPU hits"),
-            ("external_hit_tokens", "external hits"),
-        ),
-    ),
-    ("Server KV Cache Usage", (("kv_usage_perc", ""),)),
-    ("Server Requests", (("running", "running"), ("waiting", "waiting"))),
-    ("Server Preemptions", (("preemptions", ""),)),
-    ("Server Offload Loaded", (("offload_load_bytes", ""),)),
-)
-_FRACTION_SUFFIXES = ("_rate", "_perc")
+_AVERAGED = (TTFT, ITL, PREFILL_THROUGHPUT, DECODE_THROUGHPUT)
+"""The quantities of the block's `Global Average` and `Interval Average` lines, in order."""
+_PERCENTILES = STATS[1:]
+_SERVER_TABLES = {SERVER: "Server metrics over the run", TMESH: "Cache facts"}
 
 
 def format_discovery(
@@ -64,7 +62,7 @@ def format_discovery(
     offload_size: float,
     models_found: list[str] | None = None,
 ) -> str:
-    """The seed's discovery block; a last line lists the models when the server offers several."""
+    """The discovery block; a last line lists the models when the server offers several."""
     lines = [
         f"endpoint: {endpoint_given}",
         f"api_key: {api_key_masked}",
@@ -78,7 +76,7 @@ def format_discovery(
 
 
 def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool) -> str:
-    """The seed's "Workload Specifications" block, then how tokens were counted and the KV size."""
+    """The "Workload Specifications" block, then how tokens were counted and the KV size."""
     kv = "unknown" if spec.kv_bytes_per_token is None else f"{spec.kv_bytes_per_token}"
     return "\n".join(
         [
@@ -96,9 +94,9 @@ def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool) -> str:
 
 
 def interval_lines(snap: IntervalSnapshot) -> list[tuple[str, str]]:
-    """(label, value) pairs of the 5-second block: the seed's lines, then ours.
+    """(label, value) pairs of the 5-second block: the twelve fixed lines, then the others.
 
-    An interval in which no request succeeded has no averages to show, so its five seed lines
+    An interval in which no request succeeded has no averages to show, so its five fixed lines
     give way to one "no requests finished" line (label ""), "succeeded" if some failed (the errors
     line below says how).
     """
@@ -106,7 +104,7 @@ def interval_lines(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     pairs = [
         ("Elapsed Time", f"{snap.elapsed:.2f} s"),
         ("Total Number of Requests Processed", f"{snap.total_requests}"),
-        ("QPS", _sig(snap.qps)),
+        (QPS.label, console_value(snap.qps, QPS.unit)),
         *_average_pairs("Global", g),
     ]
     seconds = _interval_words(snap.interval_seconds)
@@ -132,23 +130,21 @@ def format_interval_json(snap: IntervalSnapshot) -> str:
 
 def _average_pairs(scope: str, w: WindowStats) -> list[tuple[str, str]]:
     return [
-        (f"{scope} Average TTFT", _seconds(w.ttft.mean)),
-        (f"{scope} Average ITL", _seconds(w.itl.mean)),
-        (f"{scope} Average Prefill Throughput", _tokens_per_s(w.prefill_throughput.mean)),
-        (f"{scope} Average Decode Throughput", _tokens_per_s(w.decode_throughput.mean)),
+        (f"{scope} Average {title_case(q.short)}", console_value(q.of(w).mean, q.unit))
+        for q in _AVERAGED
     ]
 
 
 def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     g, i = snap.global_stats, snap.interval_stats
     pairs = [
-        (f"{name} p50 / p90 / p99", _percentiles(m))
-        for name, m in (("TTFT", g.ttft), ("ITL", g.itl), ("E2E", g.e2e))
+        (f"{q.short} {' / '.join(_PERCENTILES)}", _percentiles(q.of(g), q.unit))
+        for q in (TTFT, ITL, E2E)
     ]
     pairs.append(("Errors", _errors(g.errors, i.errors, _interval_words(snap.interval_seconds))))
-    pairs.append(("Context Rotations Completed", f"{snap.rotations}"))
+    pairs.append((title_case(ROTATIONS.console), console_value(snap.rotations, ROTATIONS.unit)))
     cold_warm = _cold_warm(snap.cold_ttft, snap.warm_ttft)
-    pairs.append(("TTFT Cold / Warm (first visit / revisit)", cold_warm))
+    pairs.append((_COLD_WARM_LABEL, cold_warm))
     if snap.interval_cold_ttft.count or snap.interval_warm_ttft.count:
         pairs.append(
             (
@@ -176,6 +172,9 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     return pairs
 
 
+_COLD_WARM_LABEL = (
+    f"TTFT {' / '.join(title_case(v.key) for v in VISITS)} ({' / '.join(v.label for v in VISITS)})"
+)
 LOOP_LAG_LIMIT_MS = 50.0
 DISPATCH_DELAY_LIMIT_MS = 5.0
 
@@ -200,44 +199,21 @@ def client_limit_warning(health: ClientHealth) -> str | None:
 
 
 def server_pairs(server: dict[str, float]) -> list[tuple[str, str]]:
-    """One line per group of the scraper's interval keys (`servermetrics.interval_view`).
+    """One line per `results.catalogue.server.LINES` entry that has a figure in `server`."""
+    return [(line.title, text) for line, text in _server_lines(server)]
 
-    A key this table does not know (added to the scraper later) still shows, on "Server Other".
-    """
-    pairs = []
-    for title, members in _SERVER_LINES:
+
+def _server_lines(server: dict[str, float]) -> list[tuple[ServerLine, str]]:
+    found = []
+    for line in LINES:
         parts = [
-            f"{label} {_server_value(key, server[key])}".strip()
-            for key, label in members
-            if key in server
+            f"{short} {console_value(server[metric.key], metric.unit)}".strip()
+            for metric, short in line.members
+            if metric.key in server
         ]
         if parts:
-            pairs.append((title, " · ".join(parts)))
-    known = {key for _, members in _SERVER_LINES for key, _ in members}
-    other = [f"{k} {_server_value(k, v)}" for k, v in sorted(server.items()) if k not in known]
-    if other:
-        pairs.append(("Server Other", " · ".join(other)))
-    return pairs
-
-
-def _server_value(key: str, value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return NOT_AVAILABLE
-    if key.endswith(_FRACTION_SUFFIXES) and 0.0 <= value <= 1.0:
-        return f"{value * 100:.1f}%"
-    if key.endswith("_bytes"):
-        return _bytes(value)
-    if value == int(value):
-        return f"{int(value)}"
-    return f"{value:.4g}"
-
-
-def _bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024:
-            return f"{value:.{0 if unit == 'B' else 1}f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+            found.append((line, " · ".join(parts)))
+    return found
 
 
 def _errors(total: dict[str, int], interval: dict[str, int], seconds: str) -> str:
@@ -254,7 +230,11 @@ def _by_kind(errors: dict[str, int]) -> str:
 
 
 def _cold_warm(cold: MetricStats, warm: MetricStats) -> str:
-    text = f"{_seconds(cold.mean)} (n={cold.count}) / {_seconds(warm.mean)} (n={warm.count})"
+    seconds = TTFT.unit
+    text = (
+        f"{console_value(cold.mean, seconds)} (n={cold.count}) / "
+        f"{console_value(warm.mean, seconds)} (n={warm.count})"
+    )
     if cold.mean and warm.mean:
         text += f", warm {cold.mean / warm.mean:.1f}x faster"
     return text
@@ -268,29 +248,8 @@ def _cached(w: WindowStats) -> str:
     return text + ")"
 
 
-def _percentiles(m: MetricStats) -> str:
-    if not m.count:
-        return NOT_AVAILABLE
-    return f"{_sig(m.p50)} / {_sig(m.p90)} / {_sig(m.p99)} s"
-
-
-def _sig(value: float | None, digits: int = 4) -> str:
-    """`digits` significant digits in fixed notation (no exponent: users paste these)."""
-    if value is None or not math.isfinite(value):
-        return NOT_AVAILABLE
-    value = float(f"{value:.{digits}g}")
-    if value == 0:
-        return f"{0:.{digits - 1}f}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
-
-
-def _seconds(value: float | None) -> str:
-    return NOT_AVAILABLE if value is None else f"{_sig(value)} s"
-
-
-def _tokens_per_s(value: float | None) -> str:
-    return NOT_AVAILABLE if value is None else f"{value:.1f} tokens/s"
+def _percentiles(m: MetricStats, unit: str) -> str:
+    return console_values((stat_of(m, stat) for stat in _PERCENTILES), unit)
 
 
 def _interval_words(seconds: float) -> str:
@@ -298,11 +257,18 @@ def _interval_words(seconds: float) -> str:
 
 
 def render_summary(summary: RunSummary, console: Console) -> None:
-    """The final summary: run-level figures, per-request metrics, server view, verdict."""
+    """The final summary: run-level figures, per-request metrics, server view, verdict.
+
+    The server view is two tables, what the server reported and what tmesh derived from it,
+    each line with what it means.
+    """
     console.print(_run_table(summary))
     console.print(_metrics_table(summary))
-    if summary.server:
-        console.print(_table(server_pairs(summary.server), "Server metrics over the run"))
+    lines = _server_lines(summary.server or {})
+    for source, words in SOURCES:
+        rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
+        if rows:
+            console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 
@@ -317,20 +283,21 @@ def _run_table(s: RunSummary) -> Table:
     rows = [
         ("Stop reason", s.stop_reason, ""),
         ("Elapsed", f"{s.elapsed:.1f} s", f"{max(0.0, s.elapsed - s.warmup_seconds):.1f} s"),
-        ("Requests processed", f"{s.total_requests}", f"{s.steady.requests}"),
-        ("Failed requests", _failures(s.overall), _failures(s.steady)),
-        ("QPS", _sig(s.qps), _sig(s.steady_qps)),
         (
-            "Input token throughput",
-            _tokens_per_s(s.input_token_throughput),
-            _tokens_per_s(s.steady_input_token_throughput),
+            TOTAL_REQUESTS.console,
+            console_value(s.total_requests, COUNT),
+            console_value(s.steady.requests, COUNT),
         ),
-        (
-            "Output token throughput",
-            _tokens_per_s(s.output_token_throughput),
-            _tokens_per_s(s.steady_output_token_throughput),
+        (FAILED_REQUESTS.console, _failures(s.overall), _failures(s.steady)),
+        *(
+            (
+                metric.console,
+                console_value(metric.value(s), metric.unit),
+                console_value(steady_metric.value(s), steady_metric.unit),
+            )
+            for metric, steady_metric in zip(RATES, STEADY_RATES, strict=True)
         ),
-        ("Context rotations completed", f"{s.rotations}", ""),
+        (ROTATIONS.console, console_value(s.rotations, COUNT), ""),
         (
             "In-flight (achieved / target)",
             f"{s.health.inflight_mean:.1f} / {s.health.inflight_target}",
@@ -349,31 +316,22 @@ def _failures(w: WindowStats) -> str:
 
 def _metrics_table(s: RunSummary) -> Table:
     table = Table(title="Per-request metrics", title_justify="left")
-    for name in ("metric", "window", "n", "mean", "p50", "p90", "p99"):
+    for name in ("metric", "window", "n", *STATS):
         table.add_column(name, justify="left" if name in ("metric", "window") else "right")
     windows = [("overall", s.overall)]
     if s.warmup_seconds > 0:
         windows.append(("steady", s.steady))
-    for label, unit, attr in _METRICS:
+    for q in QUANTITIES:
         for window, stats in windows:
-            table.add_row(label, window, *_metric_cells(getattr(stats, attr), unit))
-    table.add_row("TTFT cold (first visit)", "overall", *_metric_cells(s.cold_ttft, "s"))
-    table.add_row("TTFT warm (revisit)", "overall", *_metric_cells(s.warm_ttft, "s"))
+            table.add_row(q.short, window, *_metric_cells(q.of(stats), q.unit))
+    for visit in VISITS:
+        label = f"{TTFT.short} {visit.key} ({visit.label})"
+        table.add_row(label, "overall", *_metric_cells(visit.ttft(s), TTFT.unit))
     return table
 
 
-_METRICS = (
-    ("TTFT", "s", "ttft"),
-    ("ITL", "s", "itl"),
-    ("E2E", "s", "e2e"),
-    ("Prefill throughput", "tokens/s", "prefill_throughput"),
-    ("Decode throughput", "tokens/s", "decode_throughput"),
-)
-
-
 def _metric_cells(m: MetricStats, unit: str) -> list[str]:
-    fmt = _seconds if unit == "s" else _tokens_per_s
-    return [f"{m.count}", *(fmt(v) for v in (m.mean, m.p50, m.p90, m.p99))]
+    return [f"{m.count}", *(console_value(stat_of(m, stat), unit) for stat in STATS)]
 
 
 class LiveView:
@@ -412,4 +370,15 @@ def _table(pairs: Iterable[tuple[str, str]], title: str) -> Table:
     table.add_column("value", justify="right")
     for label, value in pairs:
         table.add_row(label, value)
+    return table
+
+
+def _explained_table(rows: Iterable[tuple[str, str, str]], title: str) -> Table:
+    """Each line's name with what it means beneath it, and its value beside: three columns
+    would leave the meanings a sliver of a 120-column pipe beside the longest values."""
+    table = Table(title=title, title_justify="left", show_header=False, show_lines=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right", no_wrap=True)
+    for label, value, meaning in rows:
+        table.add_row(Text.assemble(label, "\n", (meaning, "dim")), value)
     return table

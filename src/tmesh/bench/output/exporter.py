@@ -14,11 +14,24 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from tmesh.results.catalogue.metrics import E2E, ITL, QPS, ROTATIONS, TTFT, VISITS
+from tmesh.results.catalogue.units import SECONDS
 from tmesh.results.records import IntervalSnapshot, RequestRecord
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
 E2E_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+COLD, WARM = (visit.key for visit in VISITS)
+
+
+def _metric_name(key: str, unit: str = "") -> str:
+    """`tmesh_` and the catalogue's key, with the base unit as Prometheus names it (`_seconds`)."""
+    return f"tmesh_{key}" + ("_seconds" if unit == SECONDS else "")
+
+
+def _metric_help(definition: str, context: str = "") -> str:
+    """A catalogue definition as a help line: capitalised, with what this series adds to it."""
+    return f"{definition[:1].upper()}{definition[1:]}{context}."
 
 
 class ExporterError(RuntimeError):
@@ -30,7 +43,8 @@ class Exporter:
 
     `requests_total{status, kind}`: kind is the error kind for failures and "none" for
     successes. `ttft_seconds{visit}`: visit is "cold" for a context's first visit, "warm" for
-    its revisits, the split the benchmark exists to show.
+    its revisits, the split the benchmark exists to show. Names and help of the series the
+    catalogue declares come from it.
     """
 
     def __init__(self, port: int, host: str = "127.0.0.1") -> None:
@@ -43,25 +57,33 @@ class Exporter:
         self._requests = Counter(
             "tmesh_requests", "Finished requests.", ["status", "kind"], registry=r
         )
-        self._qps = Gauge("tmesh_qps", "Successful requests per second since start.", registry=r)
+        self._qps = Gauge(
+            _metric_name(QPS.key), _metric_help(QPS.definition, " since the start"), registry=r
+        )
         self._ttft = Histogram(
-            "tmesh_ttft_seconds",
-            "Time to first token, by first visit (cold) or revisit (warm) of a context.",
+            _metric_name(TTFT.key, TTFT.unit),
+            _metric_help(
+                TTFT.definition,
+                f"; by first visit ({COLD}) or revisit ({WARM}) of a context",
+            ),
             ["visit"],
             buckets=TTFT_BUCKETS,
             registry=r,
         )
         self._itl = Histogram(
-            "tmesh_itl_seconds",
-            "Mean inter-token latency of a request.",
+            _metric_name(ITL.key, ITL.unit),
+            _metric_help(ITL.definition),
             buckets=ITL_BUCKETS,
             registry=r,
         )
         self._e2e = Histogram(
-            "tmesh_e2e_seconds", "End-to-end request latency.", buckets=E2E_BUCKETS, registry=r
+            _metric_name(E2E.key, E2E.unit),
+            _metric_help(E2E.definition),
+            buckets=E2E_BUCKETS,
+            registry=r,
         )
         self._rotations = Gauge(
-            "tmesh_rotations", "Completed passes over all contexts.", registry=r
+            _metric_name(ROTATIONS.key), _metric_help(ROTATIONS.definition), registry=r
         )
         self._inflight = Gauge(
             "tmesh_inflight", "Mean requests outstanding in the last interval.", registry=r
@@ -108,7 +130,7 @@ class Exporter:
             if value is not None:
                 histogram.observe(value)
         if record.ttft is not None:
-            self._ttft.labels(visit="cold" if record.visit == 0 else "warm").observe(record.ttft)
+            self._ttft.labels(visit=COLD if record.visit == 0 else WARM).observe(record.ttft)
 
     def update(self, snapshot: IntervalSnapshot) -> None:
         self._qps.set(snapshot.qps)
