@@ -86,3 +86,41 @@ async def test_server_gone_for_good_exits_1_with_summary(tmp_path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "errors"
     assert summary["failed_requests"] >= 20
+
+
+async def test_a_request_the_server_always_refuses_stops_the_run_with_its_message(
+    tmp_path,
+) -> None:
+    """Every request answered 400 (a prompt too long, a rejected field): within seconds the run
+    stops with the server's own message, exit 1, instead of hammering the server for a minute."""
+    faults = FaultConfig(error_rate=1.0, error_statuses=(400,), error_body="json", seed=1)
+    out = tmp_path / "run"
+    async with await start_simulator(CLI_PROFILE, faults=faults) as handle:
+        result = await run_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--interval", "1",
+            "--duration", "60", "--output-dir", str(out),
+        )  # fmt: skip
+    assert result.code == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the first 5 requests all failed with the same client error: HTTP 400" in last
+    assert "Traceback" not in result.stderr
+    _, requests, _, summary = read_run(out)
+    assert summary["stop_reason"] == "errors"
+    assert summary["elapsed"] < 30
+    assert summary["rotations"] == 0
+    assert summary["error_messages"]["http_4xx"].startswith("HTTP 400")
+    assert "First error of each kind" in result.stdout
+    assert "HTTP 400 Bad Request" in result.stdout.split("First error of each kind")[1]
+    assert len(requests) < 20
+
+
+async def test_a_run_in_which_nothing_succeeded_never_exits_0(tmp_path) -> None:
+    faults = FaultConfig(error_rate=1.0, error_statuses=(503,), seed=1)
+    out = tmp_path / "run"
+    async with await start_simulator(CLI_PROFILE, faults=faults) as handle:
+        result = await run_cli(
+            "benchmark", "--endpoint", handle.url, *SMALL_WORKLOAD, "--max-requests", "6",
+            "--output-dir", str(out),
+        )  # fmt: skip
+    assert result.code == 1, result.stderr
+    assert "no request succeeded (6 failed: http_5xx 6); first error: HTTP 503" in result.stderr

@@ -288,7 +288,18 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
             if run.exporter:
                 run.exporter.stop()
     view.summary(summary, run.files.path)
-    return Outcome(summary, run.files.path, state.fatal, run.files_error)
+    return Outcome(summary, run.files.path, state.fatal or no_success(summary), run.files_error)
+
+
+def no_success(summary: RunSummary) -> str | None:
+    """A run in which no request succeeded measured nothing: it must not end as a success."""
+    if summary.total_requests:
+        return None
+    if not summary.failed_requests:
+        return "no request finished, so nothing was measured"
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary.overall.errors.items()))
+    first = next(iter(summary.error_messages.values()), "")
+    return f"no request succeeded ({summary.failed_requests} failed: {kinds}); first error: {first}"
 
 
 def _load_loop(

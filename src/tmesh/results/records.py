@@ -132,9 +132,13 @@ class RequestRecord:
 
     @property
     def itl(self) -> float | None:
-        """Mean gap between tokens, from the token count (not the chunk count)."""
+        """Mean gap between tokens, from the token count (not the chunk count).
+
+        None when no gap was observed: all of an answer's tokens arrived in one network read, so
+        the client saw no time between them (unknown, which is not zero).
+        """
         span = self.decode_time
-        if span is None or self.completion_tokens < 2:
+        if not span or span <= 0 or self.completion_tokens < 2:
             return None
         return span / (self.completion_tokens - 1)
 
@@ -216,6 +220,8 @@ class IntervalSnapshot:
     server: dict[str, float] | None = None
     interval_cold_ttft: MetricStats = field(default_factory=MetricStats)
     interval_warm_ttft: MetricStats = field(default_factory=MetricStats)
+    error_messages: dict[str, str] = field(default_factory=dict)
+    """The first message of each error kind first seen in this interval (one line, masked)."""
 
 
 @dataclass
@@ -242,3 +248,5 @@ class RunSummary:
     steady_qps: float = 0.0
     steady_input_token_throughput: float = 0.0
     steady_output_token_throughput: float = 0.0
+    error_messages: dict[str, str] = field(default_factory=dict)
+    """The first message of each error kind the run met (one line, masked)."""

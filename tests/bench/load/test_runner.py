@@ -124,3 +124,41 @@ def test_meter_time_weighted_inflight() -> None:
     assert health.inflight_mean == 3.0
     assert health.inflight_target == 4
     assert abs(health.dispatch_delay_ms - 3.0) < 1e-9
+
+
+class RefusingServer(FakeServer):
+    """Answers every request with a client error: `statuses` in turn, then the last forever."""
+
+    def __init__(self, *statuses: int) -> None:
+        super().__init__(fail_kind="http_4xx")
+        self.statuses = list(statuses)
+
+    async def send(self, plan: RequestPlan) -> RequestRecord:
+        record = await super().send(plan)
+        record.status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        record.error_detail = f"HTTP {record.status} refused"
+        return record
+
+
+async def test_the_same_client_error_from_the_first_requests_stops_the_run() -> None:
+    server, records = RefusingServer(404, 400), []
+    state = await _loop(server, records, 1, StopRules()).run()
+    assert state.stop_reason == "errors"
+    assert state.fatal == (
+        "stopping: the first 5 requests all failed with the same client error: HTTP 400 refused"
+    )
+    assert [r.status for r in records] == [404, 400, 400, 400, 400, 400]
+
+
+async def test_client_errors_after_a_success_do_not_stop_the_run() -> None:
+    server, records = FakeServer(), []
+    loop = _loop(server, records, 1, StopRules(max_requests=12))
+    refusing = RefusingServer(400)
+    calls = itertools.count()
+
+    async def send(plan: RequestPlan) -> RequestRecord:
+        return await (server.send(plan) if next(calls) == 0 else refusing.send(plan))
+
+    loop._send = send
+    state = await loop.run()
+    assert state.stop_reason == "max-requests"

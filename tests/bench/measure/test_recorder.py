@@ -86,6 +86,17 @@ def test_one_token_answer_has_ttft_but_no_itl_or_decode_rate() -> None:
     assert (g.ttft.count, g.e2e.count, g.itl.count, g.decode_throughput.count) == (1, 1, 0, 0)
 
 
+def test_an_answer_read_in_one_piece_has_no_itl_rather_than_zero() -> None:
+    """All tokens in one network read: no gap was observed, so ITL and decode rate are unknown
+    and stay out of their statistics (a 0 would pull the minimum and the mean down)."""
+    rec = Recorder(SPEC)
+    rec.add(ok(0.0, 1.0, 0.0, completion=50))
+    rec.add(ok(0.0, 1.0, 0.5, completion=11))
+    g = rec.snapshot(1.0).global_stats
+    assert (g.ttft.count, g.itl.count, g.decode_throughput.count) == (2, 1, 1)
+    assert g.itl.min == pytest.approx(0.05)
+
+
 def test_cached_tokens_summed_only_when_reported() -> None:
     rec = Recorder(SPEC)
     rec.add(ok(0.0, 1.0, 0.5, cached=800))
@@ -186,12 +197,15 @@ def test_failures_counted_by_kind_and_kept_out_of_metrics() -> None:
     assert (summary.total_requests, summary.failed_requests) == (1, 3)
 
 
-def test_rotations_complete_when_every_context_is_visited_again() -> None:
+def test_rotations_complete_when_every_context_is_served_again() -> None:
+    """Only a visit that succeeded counts: a run whose requests all fail completes none."""
     rec = Recorder(SPEC)
     for context in (0, 1):
         rec.add(ok(0.0, 1.0, 0.5, context=context, visit=0))
     assert rec.rotations == 0
     rec.add(failed(0.0, "timeout", context=2, visit=0))
+    assert rec.rotations == 0
+    rec.add(ok(0.5, 1.0, 0.5, context=2, visit=0))
     assert rec.rotations == 1
     rec.add(ok(1.0, 1.0, 0.5, context=0, visit=1))
     rec.add(ok(1.0, 1.0, 0.5, context=2, visit=2))
@@ -263,3 +277,21 @@ def test_memory_does_not_grow_with_records() -> None:
         tracemalloc.stop()
     assert current - first_current < 100_000
     assert peak - first_peak < 100_000
+
+
+def test_first_message_of_each_error_kind_once() -> None:
+    rec = Recorder(SPEC)
+    first = failed(0.0, "http_4xx", context=0, visit=0)
+    first.error_detail = "HTTP 400 Bad Request: prompt too long"
+    again = failed(0.1, "http_4xx", context=1, visit=0)
+    again.error_detail = "HTTP 400 Bad Request: another message"
+    rec.add(first)
+    rec.add(again)
+    assert rec.snapshot(5.0).error_messages == {"http_4xx": "HTTP 400 Bad Request: prompt too long"}
+    rec.add(failed(5.1, "timeout", context=2, visit=0))
+    assert rec.snapshot(10.0).error_messages == {"timeout": "timeout"}
+    assert rec.snapshot(15.0).error_messages == {}
+    assert rec.summary(15.0, "duration", "t").error_messages == {
+        "http_4xx": "HTTP 400 Bad Request: prompt too long",
+        "timeout": "timeout",
+    }

@@ -110,6 +110,17 @@ def test_errors_line_totals_and_interval_by_kind() -> None:
     )
 
 
+def test_first_message_of_a_new_error_kind_follows_the_errors_line() -> None:
+    snap = seed_snapshot()
+    snap.global_stats.errors = {"http_4xx": 2}
+    snap.error_messages = {"http_4xx": "HTTP 400 Bad Request: request exceeds the context size"}
+    lines = console.format_interval(snap).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Errors:"))
+    assert lines[at + 1] == (
+        "First Error (http_4xx): HTTP 400 Bad Request: request exceeds the context size"
+    )
+
+
 def test_no_request_interval_replaces_the_interval_part_with_one_line() -> None:
     lines = console.format_interval(seed_snapshot(interval_stats=WindowStats())).splitlines()
     assert [line.split(": ", 1)[0] for line in lines[:7]] == SEED_LABELS[:7]

@@ -24,6 +24,7 @@ MAX_RETRY_AFTER_S = 30.0
 CONNECT_BACKOFF_START_S = 0.05
 CONNECT_BACKOFF_MAX_S = 2.0
 FIRST_MINUTE_S = 60.0
+SAME_CLIENT_ERROR_STOP = 5
 LOOP_LAG_SAMPLE_S = 0.1
 
 
@@ -35,6 +36,7 @@ class StopRules:
     max_requests: int | None = None
     max_consecutive_errors: int | None = None
     first_minute_s: float = FIRST_MINUTE_S
+    same_client_error: int | None = SAME_CLIENT_ERROR_STOP
     grace_s: float = 5.0
 
 
@@ -95,6 +97,7 @@ class LoopState:
     successes: int = 0
     failures: int = 0
     consecutive_errors: int = 0
+    same_client_errors: int = 0
     stop_reason: StopReason | None = None
     fatal: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,6 +127,7 @@ class LoopControl:
         self._interval = interval_s
         self.meter = LoadMeter(target=target)
         self.state = LoopState()
+        self._first_client_error: int | None = None
 
     def now(self) -> float:
         return time.monotonic() - self._origin
@@ -167,11 +171,34 @@ class LoopControl:
         else:
             state.failures += 1
             state.consecutive_errors += 1
+        self._count_client_error(record)
         self._on_record(record)
-        self._check_rules()
+        self._check_rules(record)
 
-    def _check_rules(self) -> None:
+    def _count_client_error(self, record: RequestRecord) -> None:
+        """Requests failing with the same client error (a 4xx other than 429) before any success.
+
+        A request the server refuses as such (a prompt longer than its context, a model it does
+        not serve, a field it rejects) will be refused every time: the run must say why and stop,
+        not hammer the server for a minute.
+        """
+        state = self.state
+        if state.successes or record.error != "http_4xx":
+            state.same_client_errors = 0
+            return
+        same = record.status == self._first_client_error
+        state.same_client_errors = state.same_client_errors + 1 if same else 1
+        self._first_client_error = record.status
+
+    def _check_rules(self, record: RequestRecord) -> None:
         state, rules = self.state, self._rules
+        limit = rules.same_client_error
+        if limit is not None and state.same_client_errors >= limit:
+            state.request_stop(
+                "errors",
+                fatal=f"stopping: the first {state.same_client_errors} requests all failed with "
+                f"the same client error: {record.error_detail or f'HTTP {record.status}'}",
+            )
         if rules.max_requests is not None and state.finished >= rules.max_requests:
             state.request_stop("max-requests")
         limit = rules.max_consecutive_errors

@@ -261,6 +261,7 @@ def worker_tasks(
             rules=StopRules(
                 max_requests=request_shares[w] if request_shares else None,
                 first_minute_s=float("inf"),
+                same_client_error=None,
                 grace_s=rules.grace_s,
             ),
         )

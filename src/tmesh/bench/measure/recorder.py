@@ -13,8 +13,9 @@ aggregates, which is exact and cheaper than recording every value three times.
 
 Windows: the interval holds the records added since the previous snapshot; steady state holds the
 records whose t_end is at or after `warmup_seconds`; cold/warm split TTFT between a context's first
-visit (visit 0) and its revisits. A rotation completes when every context has been visited (the
-request finished, successfully or not) once more; `rotations` is how many have completed.
+visit (visit 0) and its revisits. A rotation completes when every context has been served (a
+request for it succeeded) once more; `rotations` is how many have completed, so a run whose
+requests all fail completes none.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class Recorder:
         self._snapshots = 0
         self._health = ClientHealth(inflight_target=spec.max_inflight)
         self._server: dict[str, float] | None = None
+        self._error_messages: dict[str, str] = {}
+        self._new_error_messages: dict[str, str] = {}
 
     @property
     def rotations(self) -> int:
@@ -187,7 +190,12 @@ class Recorder:
         finished = record.t_end if record.t_end is not None else record.t0
         window = self._open_steady if finished >= self.warmup_seconds else self._open_warmup
         window.add(record)
-        self._rotations.add(record.context_id, record.visit)
+        if record.ok:
+            self._rotations.add(record.context_id, record.visit)
+        elif record.error is not None and record.error not in self._error_messages:
+            message = record.error_detail or record.error
+            self._error_messages[record.error] = message
+            self._new_error_messages[record.error] = message
 
     def snapshot(
         self,
@@ -215,7 +223,9 @@ class Recorder:
             rotations=self.rotations,
             health=self._health,
             server=server,
+            error_messages=self._new_error_messages,
         )
+        self._new_error_messages = {}
         self._snapshots += 1
         self._last_snapshot_at = now
         self._open_warmup.reset()
@@ -263,6 +273,7 @@ class Recorder:
             steady_qps=_rate(steady.requests, steady_seconds),
             steady_input_token_throughput=_rate(steady.prompt_tokens, steady_seconds),
             steady_output_token_throughput=_rate(steady.completion_tokens, steady_seconds),
+            error_messages=dict(self._error_messages),
         )
 
 

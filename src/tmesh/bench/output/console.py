@@ -142,6 +142,7 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
         for q in (TTFT, ITL, E2E)
     ]
     pairs.append(("Errors", _errors(g.errors, i.errors, _interval_words(snap.interval_seconds))))
+    pairs.extend((f"First Error ({kind})", text) for kind, text in snap.error_messages.items())
     pairs.append((title_case(ROTATIONS.console), console_value(snap.rotations, ROTATIONS.unit)))
     cold_warm = _cold_warm(snap.cold_ttft, snap.warm_ttft)
     pairs.append((_COLD_WARM_LABEL, cold_warm))
@@ -269,6 +270,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
         if rows:
             console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
+    if summary.error_messages:
+        console.print(_table(summary.error_messages.items(), "First error of each kind"))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 
