@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+DETAIL_CHARS = 200
+
 
 def mask_key(key: str | None) -> str:
     """The first 4 characters then `…`; short keys show at most half of themselves."""
@@ -28,3 +30,11 @@ def scrub(text: str, secrets: str | Iterable[str] | None) -> str:
         if secret:
             text = text.replace(secret, mask_key(secret))
     return text
+
+
+def one_line(
+    text: str, secrets: str | Iterable[str] | None = None, limit: int = DETAIL_CHARS
+) -> str:
+    """`text` as one short line (whitespace collapsed, cut at `limit`), secrets masked: how any
+    message from a server or an exception is shown."""
+    return " ".join(scrub(text, secrets).split())[:limit]

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from factories import SEED_SPEC
 
-from tmesh.bench.measure.servermetrics import interval_view, parse_server_metrics, run_view
+from tmesh.bench.measure.prometheus import parse_server_metrics
+from tmesh.bench.measure.servermetrics import interval_view, run_view
 from tmesh.bench.measure.verdict import summarize_cache
 from tmesh.results.catalogue.metrics import ALL, BY_KEY, QUANTITIES, STATS
 from tmesh.results.catalogue.server import LINES, SERVER, SERVER_BY_KEY, SERVER_METRICS, TMESH

@@ -24,12 +24,9 @@ from tmesh import __version__
 from tmesh.bench.load.client import ClientConfig, make_session, send_request
 from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
-from tmesh.bench.measure.servermetrics import (
-    ServerMetricsScraper,
-    ServerSample,
-    default_metrics_url,
-)
+from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.measure.verdict import summarize_cache
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console

@@ -15,13 +15,11 @@ from aiohttp import web
 from net_helpers import refused_url, serve_app
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from tmesh.bench.measure.prometheus import MetricsFormatError, ServerSample, parse_server_metrics
 from tmesh.bench.measure.servermetrics import (
-    MetricsFormatError,
     ServerMetricsScraper,
-    ServerSample,
     default_metrics_url,
     interval_view,
-    parse_server_metrics,
     run_view,
 )
 
@@ -392,3 +390,19 @@ async def test_interval_rates_equal_the_simulated_engines_own_counters(session) 
     assert view["offload_load_bytes"] == delta("vllm:kv_offload_load_bytes_total")
     assert view["prompt_tokens"] == delta("vllm:prompt_tokens_total") == 12 * 1539
     assert after.gauges["gpu_capacity_tokens"] == 4096
+
+
+def test_llamacpp_prompt_cache_counts_as_the_gpu_tier() -> None:
+    """llama.cpp counts computed and cached prompt tokens apart: together they are the prompt
+    tokens, and the cached ones the prompt cache's hits (a capture of a real llama-server)."""
+    first = parse_server_metrics(fixture("llamacpp.txt"))
+    assert first.counters["prompt_tokens"] == 61926 + 49800
+    assert first.counters["computed_prompt_tokens"] == 61926
+    assert first.counters["generation_tokens"] == 7746
+    assert (first.gauges["running"], first.gauges["waiting"]) == (0, 0)
+    later = fixture("llamacpp.txt").replace(" 61926", " 62926").replace(" 49800", " 53800")
+    view = run_view(first, parse_server_metrics(later))
+    assert view["gpu_hit_tokens"] == 4000
+    assert view["gpu_query_tokens"] == 5000
+    assert view["gpu_hit_rate"] == pytest.approx(0.8)
+    assert view["computed_prompt_tokens"] == 1000

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tmesh.bench.measure.servermetrics import ServerMetricsScraper, ServerSample, run_view
+from tmesh.bench.measure.prometheus import ServerSample
+from tmesh.bench.measure.servermetrics import ServerMetricsScraper, run_view
 from tmesh.results.catalogue.server import (
     EXTERNAL_HIT_RATE,
     EXTERNAL_HIT_TOKENS,
