@@ -81,7 +81,7 @@ async def test_a_failed_worker_stops_the_run_with_its_reason() -> None:
     prompts = PromptSet(["context " * 50] * 2, [["q?"]] * 2, [100] * 2, [[2]] * 2, "x", False)
     records: list = []
     async with await start_simulator(CLI_PROFILE) as handle:
-        config = ClientConfig(handle.url + "/v1", "completions", "sim", {}, 4, 30.0)
+        config = ClientConfig(handle.url + "/v1", "completions", CLI_PROFILE.model, {}, 4, 30.0)
         rules = StopRules(duration=60.0, grace_s=2.0)
         origin = time.monotonic()
         good, bad = worker_tasks(2, 2, config, prompts, 0, origin, False, 1.0, rules)
