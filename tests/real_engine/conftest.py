@@ -1,4 +1,5 @@
-"""One real vLLM (CPU) for the whole real-engine session, started and stopped by the repo's script.
+"""Real engines for the real-engine tests, started and stopped by the repo's scripts: one vLLM (CPU)
+for the whole session, and a llama.cpp server per model.
 
 The server is started through `scripts/real-vllm.sh`, the same path a user takes on a laptop, so the
 script itself is under test. A server that does not come up is a test failure carrying vLLM's log
@@ -45,9 +46,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_script(action: str, port: int, timeout: float) -> subprocess.CompletedProcess[str]:
+def run_script(
+    action: str, port: int, timeout: float, script: Path = SCRIPT, *more: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(SCRIPT), action, str(port)],
+        [str(script), action, str(port), *more],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -78,3 +81,42 @@ def real_vllm() -> Iterator[RealVLLM]:
     finally:
         if not already_running:
             run_script("stop", port, 120)
+
+
+LLAMACPP_SCRIPT = REPO / "scripts" / "real-llamacpp.sh"
+LLAMACPP_STATE = Path(os.environ.get("REAL_LLAMACPP_HOME", REPO / ".real-llamacpp"))
+LLAMACPP_MODELS = {"tiny": "tiny-llama", "small-vocab": "small-vocab-llama"}
+LLAMACPP_SLOT_CONTEXT = 8192
+
+
+@dataclass(frozen=True)
+class RealLlamaCpp:
+    port: int
+    model: str
+    served: str
+    model_dir: Path
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module", params=list(LLAMACPP_MODELS))
+def real_llamacpp(request: pytest.FixtureRequest) -> Iterator[RealLlamaCpp]:
+    """llama.cpp's own llama-server (a prebuilt wheel, on the CPU) serving one tiny GGUF model:
+    `tiny` (a 4096-entry vocabulary) or `small-vocab` (384 entries: most English words are
+    several tokens). Like the vLLM fixture, a server that does not start fails the test."""
+    model: str = request.param
+    port = free_port()
+    started = run_script("start", port, START_TIMEOUT_S, LLAMACPP_SCRIPT, model)
+    if started.returncode != 0:
+        run_script("stop", port, 60, LLAMACPP_SCRIPT)
+        pytest.fail(
+            f"scripts/real-llamacpp.sh start {port} {model} failed (exit {started.returncode}):\n"
+            f"{started.stderr[-8000:]}",
+            pytrace=False,
+        )
+    try:
+        yield RealLlamaCpp(port, model, LLAMACPP_MODELS[model], LLAMACPP_STATE / model)
+    finally:
+        run_script("stop", port, 120, LLAMACPP_SCRIPT)
