@@ -57,26 +57,18 @@ class Run:
 
 
 def _benchmark(server: RealLlamaCpp, out_dir: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "tmesh.cli", "benchmark",
+        "--endpoint", f"{server.root}/v1/chat/completions",
+        "--num-contexts", str(CONTEXTS),
+        "--output-length", str(OUTPUT),
+        "--max-inflight", str(INFLIGHT),
+        "--interval", "5",
+        "--output-dir", str(out_dir),
+        *more,
+    ]  # fmt: skip
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tmesh.cli",
-            "benchmark",
-            "--endpoint",
-            f"{server.root}/v1/chat/completions",
-            "--num-contexts",
-            str(CONTEXTS),
-            "--output-length",
-            str(OUTPUT),
-            "--max-inflight",
-            str(INFLIGHT),
-            "--interval",
-            "5",
-            "--output-dir",
-            str(out_dir),
-            *more,
-        ],  # fmt: skip
+        command,
         capture_output=True,
         text=True,
         timeout=DURATION_S + 240,
