@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+from chaos_server import ChaosServer
 from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
 
 from tmesh.sim.faults import FaultConfig
@@ -46,6 +47,29 @@ async def test_mixed_faults_are_counted_and_the_run_goes_on(tmp_path) -> None:
     ok_ttfts = [r["ttft"] for r in requests if r["error"] is None]
     assert all(t is not None for t in ok_ttfts)
     assert "Errors:" in result.stdout and "stream_cut" in result.stdout
+
+
+async def test_connections_dropped_anywhere_and_an_outage_never_crash_the_run(tmp_path) -> None:
+    """A few percent of streams closed at every point of an exchange, then every connection
+    closed (including ones just accepted) for a while: all counted errors, no internal error."""
+    server = ChaosServer(seed=5, fault_rate=0.05, tokens=12, outage_at=80, outage_events=40)
+    out = tmp_path / "run"
+    await server.start()
+    try:
+        result = await run_cli(
+            "benchmark", "--endpoint", server.url, *SMALL_WORKLOAD, "--max-inflight", "8",
+            "--max-requests", "300", "--interval", "1", "--output-dir", str(out),
+        )  # fmt: skip
+    finally:
+        await server.close()
+    assert result.code == 0, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    _, requests, _, summary = read_run(out)
+    kinds = {r["error"] for r in requests if r["error"]}
+    assert "connect" in kinds and kinds <= {"connect", "stream_cut"}, kinds
+    assert summary["failed_requests"] == sum(1 for r in requests if r["error"])
+    assert server.counts["outage"] + server.counts["outage_accept"] == 40
+    assert summary["stop_reason"] == "max-requests"
 
 
 async def test_run_resumes_after_server_restart(tmp_path) -> None:

@@ -249,8 +249,8 @@ async def send_request(
             exchange.fail("connect", f"{type(exc).__name__}: {exc}")
             break
         reused = conn.used > 0
-        exchange.start(conn, head, body)
         try:
+            exchange.start(conn, head, body)
             await exchange.done
         finally:
             pool.release(conn, exchange)
@@ -742,16 +742,22 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def send(self, exchange: _Exchange, head: bytes, body: bytes) -> None:
-        assert self.transport is not None
-        self.exchange = exchange
+        """A connection can be lost between being made and being used (the server closed it
+        while the request's task waited to resume): then the request fails as `connect`."""
+        transport = self.transport
         self.used += 1
+        if transport is None or transport.is_closing():
+            self.reusable = False
+            exchange.lost(None, time.monotonic())
+            return
+        self.exchange = exchange
         self._mode = _HEAD
         self._buffer = b""
         if len(body) < JOIN_BODY_BELOW:
-            self.transport.write(head + body)
+            transport.write(head + body)
         else:
-            self.transport.write(head)
-            self.transport.write(body)
+            transport.write(head)
+            transport.write(body)
 
     def abort(self) -> None:
         self.reusable = False
