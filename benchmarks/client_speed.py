@@ -43,7 +43,8 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.http import Pool
 from tmesh.bench.load.sse import SSEParser
 from tmesh.results.records import RequestPlan
 
@@ -180,10 +181,10 @@ async def run_tmesh(port: int, inflight: int, n: int) -> Run:
         request_timeout=30.0,
     )
     requests = plans(n + 3 * inflight)
-    async with make_session(inflight) as session:
+    async with Pool(inflight) as pool:
 
         async def send(index: int) -> Sample:
-            r = await send_request(session, config, requests[index], 0.0)
+            r = await send_request(pool, config, requests[index], 0.0)
             return (index, r.t0, r.t_first or 0.0, r.t_end or 0.0, r.completion_tokens, r.ok)
 
         return await measure("tmesh client", inflight, [send] * inflight, n)

@@ -18,10 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from tmesh import __version__
-from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.http import Pool
 from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
 from tmesh.bench.measure.prometheus import ServerSample
@@ -35,6 +34,7 @@ from tmesh.bench.output.view import View
 from tmesh.bench.target.capabilities import probe_ignore_eos
 from tmesh.bench.target.endpoint import Discovery, auth_headers, discover, normalize_endpoint
 from tmesh.bench.target.models import kv_bytes_per_token
+from tmesh.bench.target.session import open_session
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.schedule import tiling_plans
 from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
@@ -91,7 +91,7 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
     """Discover the model, size the workload and build its prompts (exit 2 on any failure)."""
     base_url = normalize_endpoint(opts.endpoint or "")
     headers = auth_headers(opts.api_key)
-    async with make_session(4, opts.insecure) as session:
+    async with open_session(4, opts.insecure) as session:
         found = await discover(session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S)
         view.out(
             console.format_discovery(
@@ -104,10 +104,10 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
             )
         )
         spec = _size(opts, found)
-        ignore_eos = await probe_ignore_eos(session, base_url, found.model, opts.api, headers)
+        ignore_eos = await probe_ignore_eos(session, base_url, found.model, spec.api, headers)
         view.progress("choosing a token counter…")
         oracle = await choose_oracle(
-            session, base_url, found.model, opts.api, headers, tokenizer=opts.tokenizer
+            session, base_url, found.model, spec.api, headers, tokenizer=opts.tokenizer
         )
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
@@ -260,20 +260,23 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
     run.files.write_config(run_config(opts, prep), secret=opts.api_key)
     config = ClientConfig(
         base_url=prep.base_url,
-        api=opts.api,
+        api=spec.api,
         model=spec.model,
         headers=auth_headers(opts.api_key),
         max_tokens=spec.output_length,
         request_timeout=opts.request_timeout,
         ignore_eos=prep.ignore_eos,
     )
-    async with make_session(spec.max_inflight + 2, opts.insecure) as session:
+    async with (
+        open_session(2, opts.insecure) as session,
+        Pool(spec.max_inflight, opts.insecure) as pool,
+    ):
         if opts.server_metrics:
             url = opts.metrics_url or default_metrics_url(prep.base_url)
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
 
-        loop = run.loop = _load_loop(opts, prep, run, session, config)
+        loop = run.loop = _load_loop(opts, prep, run, pool, config)
         try:
             with _signals(loop, run, view):
                 state = await loop.run()
@@ -303,7 +306,7 @@ def _load_loop(
     opts: BenchmarkOptions,
     prep: Prepared,
     run: Session,
-    session: aiohttp.ClientSession,
+    pool: Pool,
     config: ClientConfig,
 ) -> LoopControl:
     """One event loop in this process, or `--workers` processes sharing the workload."""
@@ -322,7 +325,7 @@ def _load_loop(
         return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
 
     async def send(plan: RequestPlan) -> RequestRecord:
-        return await send_request(session, config, plan, run.origin)
+        return await send_request(pool, config, plan, run.origin)
 
     return LoadLoop(
         tiling_plans(prep.prompts, spec.seed),

@@ -32,16 +32,15 @@ from sse_server_helpers import (
 )
 
 from tmesh.bench.load.client import (
-    ChunkedDecoder,
     ClientConfig,
-    StreamState,
-    make_session,
     one_line,
-    parse_head,
     parse_retry_after,
     request_body,
     send_request,
 )
+from tmesh.bench.load.http import Pool
+from tmesh.bench.load.stream import StreamState
+from tmesh.bench.load.wire import ChunkedDecoder, parse_head
 
 
 @pytest.fixture
@@ -71,8 +70,8 @@ def random_split(data: bytes, parts: int, seed: int = 7) -> list[bytes]:
 
 
 async def run_one(cfg: ClientConfig, origin: float = 0.0, index: int = 0) -> object:
-    async with make_session(4) as session:
-        return await send_request(session, cfg, plan(index), origin)
+    async with Pool(4) as pool:
+        return await send_request(pool, cfg, plan(index), origin)
 
 
 # ---- pure parts ----
@@ -308,9 +307,9 @@ async def test_large_prompt_and_long_sse_line(server: ScriptedServer) -> None:
         return await write_stream(request, [text_event(long_text), usage_event(32000, 1), DONE])
 
     prompt = "word " * 32000
-    async with make_session(2) as session:
+    async with Pool(2) as pool:
         cfg = server.config("big", handler)
-        record = await send_request(session, cfg, plan(prompt=prompt), 0.0)
+        record = await send_request(pool, cfg, plan(prompt=prompt), 0.0)
     assert record.ok, record.error_detail
     assert server.bodies[0]["prompt"] == prompt + "Why?"
     assert record.completion_tokens == 1
@@ -321,10 +320,10 @@ async def test_keep_alive_pool_reuses_connections_up_to_the_limit(server: Script
         return await write_stream(request, completion_stream(2), delays=[0.01])
 
     cfg = server.config("pool", handler)
-    async with make_session(3) as session:
+    async with Pool(3) as pool:
         for _ in range(3):
             records = await asyncio.gather(
-                *(send_request(session, cfg, plan(i), 0.0) for i in range(6))
+                *(send_request(pool, cfg, plan(i), 0.0) for i in range(6))
             )
             assert all(r.ok for r in records)
     assert len(server.bodies) == 18
@@ -358,10 +357,10 @@ async def test_tls_is_verified_unless_insecure(tls_context: ssl.SSLContext) -> N
     await server.start()
     try:
         cfg = server.config("tls", handler)
-        async with make_session(1, insecure=True) as session:
-            accepted = await send_request(session, cfg, plan(), 0.0)
-        async with make_session(1) as session:
-            refused = await send_request(session, cfg, plan(), 0.0)
+        async with Pool(1, insecure=True) as pool:
+            accepted = await send_request(pool, cfg, plan(), 0.0)
+        async with Pool(1) as pool:
+            refused = await send_request(pool, cfg, plan(), 0.0)
     finally:
         await server.close()
     assert accepted.ok, accepted.error_detail
@@ -369,10 +368,10 @@ async def test_tls_is_verified_unless_insecure(tls_context: ssl.SSLContext) -> N
     assert "CERTIFICATE_VERIFY_FAILED" in refused.error_detail
 
 
-async def test_send_request_needs_a_session_from_make_session() -> None:
+async def test_send_request_needs_a_pool() -> None:
     async with aiohttp.ClientSession() as session:
-        with pytest.raises(TypeError, match="make_session"):
-            await send_request(session, config(), plan(), 0.0)
+        with pytest.raises(TypeError, match="Pool"):
+            await send_request(session, config(), plan(), 0.0)  # type: ignore[arg-type]
 
 
 async def test_cancellation_propagates_and_frees_the_slot(server: ScriptedServer) -> None:
@@ -383,13 +382,13 @@ async def test_cancellation_propagates_and_frees_the_slot(server: ScriptedServer
     async def ok(request: web.Request) -> web.StreamResponse:
         return await write_stream(request, completion_stream(2))
 
-    async with make_session(1) as session:
-        task = asyncio.create_task(send_request(session, server.config("stall", stall), plan(), 0))
+    async with Pool(1) as pool:
+        task = asyncio.create_task(send_request(pool, server.config("stall", stall), plan(), 0))
         await server.arrived.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        record = await send_request(session, server.config("after", ok), plan(), 0.0)
+        record = await send_request(pool, server.config("after", ok), plan(), 0.0)
     assert record.ok, record.error_detail
 
 

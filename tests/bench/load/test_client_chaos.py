@@ -12,7 +12,8 @@ from collections import Counter
 from chaos_server import ACTIONS, ChaosServer, in_thread
 from sse_server_helpers import plan
 
-from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.http import Pool
 from tmesh.results.records import RequestRecord
 
 TOKENS = 4
@@ -36,11 +37,11 @@ async def closed_loop(url: str, requests: int, inflight: int) -> list[RequestRec
     cfg = chaos_config(url)
     pending = iter(range(requests))
     records: list[RequestRecord] = []
-    async with make_session(inflight) as session:
+    async with Pool(inflight) as pool:
 
         async def slot() -> None:
             for index in pending:
-                records.append(await send_request(session, cfg, plan(index), 0.0))
+                records.append(await send_request(pool, cfg, plan(index), 0.0))
 
         await asyncio.wait_for(asyncio.gather(*(slot() for _ in range(inflight))), RUN_LIMIT_S)
     return records

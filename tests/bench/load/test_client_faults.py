@@ -21,7 +21,8 @@ from sse_server_helpers import (
     write_stream,
 )
 
-from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.http import Pool
 from tmesh.results.records import ERROR_KINDS, RequestRecord
 
 KEY = "sk-secret-0123456789"
@@ -36,8 +37,8 @@ async def server() -> AsyncIterator[ScriptedServer]:
 
 
 async def run_one(cfg: ClientConfig) -> RequestRecord:
-    async with make_session(2) as session:
-        record = await send_request(session, cfg, plan(), 0.0)
+    async with Pool(2) as pool:
+        record = await send_request(pool, cfg, plan(), 0.0)
     assert record.error in ERROR_KINDS, record
     assert record.t_first is None and record.t_last is None
     assert record.t_end is not None and record.t_end >= record.t0
@@ -163,10 +164,10 @@ async def test_slot_is_free_again_after_a_timeout(server: ScriptedServer) -> Non
     async def ok(request: web.Request) -> web.StreamResponse:
         return await write_stream(request, completion_stream(2))
 
-    async with make_session(1) as session:
+    async with Pool(1) as pool:
         cfg = server.config("stall", stall, request_timeout=0.2)
-        assert (await send_request(session, cfg, plan(), 0.0)).error == "timeout"
-        record = await send_request(session, server.config("ok", ok), plan(), 0.0)
+        assert (await send_request(pool, cfg, plan(), 0.0)).error == "timeout"
+        record = await send_request(pool, server.config("ok", ok), plan(), 0.0)
     assert record.ok, record.error_detail
 
 
@@ -241,8 +242,8 @@ async def test_close_delimited_http10_stream_succeeds() -> None:
     raw = RawServer(reply=b"HTTP/1.0 200 OK\r\nContent-Type: text/event-stream\r\n\r\n" + body)
     url = await raw.start()
     try:
-        async with make_session(1) as session:
-            record = await send_request(session, raw_config(url), plan(), 0.0)
+        async with Pool(1) as pool:
+            record = await send_request(pool, raw_config(url), plan(), 0.0)
     finally:
         await raw.close()
     assert record.ok, record.error_detail
@@ -255,8 +256,8 @@ async def test_server_closing_an_idle_keep_alive_connection_is_not_an_error() ->
     raw = RawServer(reply=reply)
     url = await raw.start()
     try:
-        async with make_session(1) as session:
-            records = [await send_request(session, raw_config(url), plan(i), 0.0) for i in range(3)]
+        async with Pool(1) as pool:
+            records = [await send_request(pool, raw_config(url), plan(i), 0.0) for i in range(3)]
     finally:
         await raw.close()
     assert all(r.ok for r in records), [r.error_detail for r in records]

@@ -9,11 +9,11 @@ endings) takes a fast path that is a single slice.
 from __future__ import annotations
 
 from itertools import repeat
-from operator import getitem
+from operator import itemgetter
 
 _KNOWN_FIELDS = frozenset((b"data", b"event", b"id", b"retry"))
 _DATA_PREFIX = b"data: "
-_PAYLOAD = slice(6, -2)
+_PAYLOAD = itemgetter(slice(6, -2))
 
 
 class SSEParser:
@@ -51,7 +51,7 @@ class SSEParser:
             and all(map(bytes.endswith, pieces, repeat(b"\n\n")))
             and all(map(bytes.startswith, pieces, repeat(_DATA_PREFIX)))
         ):
-            return list(map(getitem, pieces, repeat(_PAYLOAD)))
+            return list(map(_PAYLOAD, pieces))
         return self.feed(joined)
 
     def feed(self, chunk: bytes) -> list[bytes]:

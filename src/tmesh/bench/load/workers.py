@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tmesh.bench.load.client import ClientConfig, make_session, send_request
+from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.http import Pool
 from tmesh.bench.load.runner import LoadLoop, LoopControl, RecordFn, StopRules, TickFn
 from tmesh.bench.workload.prompts import PromptSet
 from tmesh.bench.workload.schedule import tiling_plans
@@ -79,10 +80,10 @@ def run_worker(task: WorkerTask, outbox: Any, stop: Any) -> None:
 
 
 async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
-    async with make_session(task.slots, task.insecure) as session:
+    async with Pool(task.slots, task.insecure) as pool:
 
         async def send(plan: RequestPlan) -> RequestRecord:
-            record = await send_request(session, task.config, plan, task.origin)
+            record = await send_request(pool, task.config, plan, task.origin)
             record.worker = task.worker
             return record
 

@@ -9,31 +9,27 @@ from __future__ import annotations
 
 import aiohttp
 
+from tmesh.bench.target.openai import generation_body, route, with_prompt
+from tmesh.results.records import Api
+
 PROBE_TIMEOUT_S = 30.0
 
 
-def _probe_body(model: str, api: str) -> dict:
-    body: dict = {"model": model, "max_tokens": 1, "ignore_eos": True, "min_tokens": 1}
-    if api == "chat":
-        body["messages"] = [{"role": "user", "content": "Say hi."}]
-    else:
-        body["prompt"] = "Say hi."
-    return body
-
-
 async def probe_ignore_eos(
-    session: aiohttp.ClientSession, base_url: str, model: str, api: str, headers: dict[str, str]
+    session: aiohttp.ClientSession, base_url: str, model: str, api: Api, headers: dict[str, str]
 ) -> bool:
     """True unless the server answers the probe with a 4xx (an unknown-field rejection).
 
     Any other outcome (5xx, timeout, refused) says nothing about the fields, so we keep sending
     them and let the run count whatever failure it was.
     """
-    path = "/chat/completions" if api == "chat" else "/completions"
+    body = with_prompt(
+        generation_body(api, model, 1, stream=False, ignore_eos=True), api, "Say hi."
+    )
     try:
         async with session.post(
-            base_url + path,
-            json=_probe_body(model, api),
+            base_url + route(api),
+            json=body,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
         ) as response:

@@ -12,17 +12,18 @@ import re
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import aiohttp
 import orjson
 
+from tmesh.bench.target.openai import ALL_ROUTES, MODELS_ROUTE
 from tmesh.text import scrub
 
 SCHEMES = ("http", "https")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
-_API_SUFFIXES = ("/chat/completions", "/completions", "/models")
 
 
 class EndpointError(ValueError):
@@ -91,7 +92,7 @@ def _netloc(parts: SplitResult, url: str) -> str:
 def _api_prefix(path: str) -> str:
     """The path before `/v1`, with any operation (`/chat/completions`, …) and slashes removed."""
     path = path.rstrip("/")
-    for suffix in _API_SUFFIXES:
+    for suffix in ALL_ROUTES:
         if path.endswith(suffix):
             path = path[: -len(suffix)].rstrip("/")
             break
@@ -112,7 +113,7 @@ async def discover(
     timeout: float,
 ) -> Discovery:
     """List the served models and pick one: `model` if given, else the only or the first one."""
-    url = f"{base_url}/models"
+    url = base_url + MODELS_ROUTE
     status, reason, body = await _get(session, url, api_key, timeout)
     if status != 200:
         raise DiscoveryError(_status_cause(status, reason, body, api_key), url)
@@ -179,7 +180,7 @@ def _status_cause(status: int, reason: str, body: bytes, api_key: str | None) ->
     return f"HTTP {status} {reason}" + (f": {snippet}" if snippet else "")
 
 
-def _model_entries(body: bytes, url: str, api_key: str | None) -> list[dict]:
+def _model_entries(body: bytes, url: str, api_key: str | None) -> list[dict[str, Any]]:
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

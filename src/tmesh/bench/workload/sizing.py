@@ -2,7 +2,8 @@
 
 The working set is sized from the offload buffer so that, with the GPU cache far smaller,
 revisiting a context must come from the offload tier (or be recomputed): that is the effect the
-benchmark exists to show. Its numbers (gpt-oss-20b at 100 GB → 61 / 61 / 20) follow from this file.
+benchmark exists to show. With the defaults, gpt-oss-20b at 100 GB gets 61 contexts, 61 questions
+per context and 20 requests in flight.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import math
 from pathlib import Path
 
 from tmesh.bench.target.models import ModelConfigError, kv_bytes_from_config, kv_bytes_per_token
-from tmesh.results.records import WorkloadSpec
+from tmesh.results.records import APIS, WorkloadSpec
 
 FILL_FRACTION = 0.9
 GIB = 2**30
-APIS = ("completions", "chat")
 
 
 class SizingError(ValueError):

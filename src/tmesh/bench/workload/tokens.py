@@ -21,7 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import orjson
 
+from tmesh.bench.target.openai import generation_body, route, tokenize_url, with_prompt
 from tmesh.bench.workload.words import prose
+from tmesh.results.records import Api
 
 PROBE_TIMEOUT_S = 15.0
 TOKENIZE_CONCURRENCY = 16
@@ -167,7 +169,7 @@ async def choose_oracle(
     session: aiohttp.ClientSession,
     base_url: str,
     model: str,
-    api: str,
+    api: Api,
     headers: dict[str, str],
     tokenizer: str | None = None,
     *,
@@ -195,17 +197,11 @@ async def choose_oracle(
     return LengthEstimate()
 
 
-def tokenize_url(base_url: str) -> str:
-    """vLLM and SGLang serve `/tokenize` at the root, beside (not under) `/v1`."""
-    root = base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-    return root + "/tokenize"
-
-
 async def calibrate(
     session: aiohttp.ClientSession,
     base_url: str,
     model: str,
-    api: str,
+    api: Api,
     headers: dict[str, str],
     timeout: float = PROBE_TIMEOUT_S,
 ) -> CalibratedEstimate:
@@ -237,18 +233,14 @@ async def _prompt_tokens(
     session: aiohttp.ClientSession,
     base_url: str,
     model: str,
-    api: str,
+    api: Api,
     headers: dict[str, str],
     text: str,
     timeout: float,
 ) -> int:
-    request: dict[str, Any] = {"model": model, "max_tokens": 1, "temperature": 0, "stream": False}
-    if api == "chat":
-        url = f"{base_url}/chat/completions"
-        request["messages"] = [{"role": "user", "content": text}]
-    else:
-        url = f"{base_url}/completions"
-        request["prompt"] = text
+    url = base_url + route(api)
+    request = with_prompt(generation_body(api, model, 1, stream=False, ignore_eos=False), api, text)
+    request["temperature"] = 0
     body = await _post_json(session, url, request, headers, aiohttp.ClientTimeout(total=timeout))
     try:
         usage = orjson.loads(body)["usage"]
