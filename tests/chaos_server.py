@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sse_server_helpers import RawServer
+
 # Where a streaming request's connection is closed instead of answered in full; `ok` answers.
 ACTIONS = ("before_head", "after_head", "mid_chunk", "after_response", "reset")
 
@@ -45,7 +47,7 @@ STREAM_HEAD = (
 )
 
 
-class ChaosServer:
+class ChaosServer(RawServer):
     """Answers `/v1/models` and streaming completions; `fault_rate` of the streaming requests (and
     every event inside the outage window) end in one of `ACTIONS` instead.
 
@@ -63,6 +65,7 @@ class ChaosServer:
         outage_events: int = 0,
         model: str = "chaos-model",
     ) -> None:
+        super().__init__()
         self.rng = random.Random(seed)
         self.fault_rate = fault_rate
         self.tokens = tokens
@@ -71,26 +74,17 @@ class ChaosServer:
         self.model = model
         self.streams = 0
         self.counts: Counter[str] = Counter()
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return f"{self.url}/v1"
-
     async def close(self) -> None:
         """Stop listening and end every open connection (asyncio leaves them open)."""
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-        for task in self._connections:
-            task.cancel()
+        for writer in self._connections.values():
+            writer.transport.abort()
+        await super().close()
         await asyncio.gather(*self._connections, return_exceptions=True)
 
     def _in_outage(self) -> bool:
@@ -107,14 +101,14 @@ class ChaosServer:
             return
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         try:
             while await self._exchange(reader, writer):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:

@@ -40,7 +40,6 @@ from tmesh.bench.load.client import (
 )
 from tmesh.bench.load.http import Pool
 from tmesh.bench.load.stream import StreamState
-from tmesh.bench.load.wire import ChunkedDecoder, parse_head
 
 
 @pytest.fixture
@@ -138,62 +137,6 @@ def test_retry_after_seconds_and_http_dates() -> None:
 def test_one_line_masks_secrets_and_collapses_whitespace() -> None:
     assert one_line("bad key sk-12345678\n<b>x</b>", ("sk-12345678",)) == "bad key sk-1… <b>x</b>"
     assert len(one_line("y" * 500)) == 200
-
-
-def test_parse_head() -> None:
-    status, reason, headers, http11 = parse_head(
-        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nX-A: 1\r\nx-a: 2"
-    )
-    assert (status, reason, http11) == (429, "Too Many Requests", True)
-    assert headers == {"retry-after": "3", "x-a": "1, 2"}
-    with pytest.raises(ValueError):
-        parse_head(b"SSH-2.0-OpenSSH_9.6")
-
-
-def chunked(pieces: list[bytes], extension: bool, trailer: bool) -> bytes:
-    ext = b";ext=1" if extension else b""
-    body = b"".join(b"%x%s\r\n%s\r\n" % (len(p), ext, p) for p in pieces)
-    return body + (b"0\r\nT: 1\r\n\r\n" if trailer else b"0\r\n\r\n")
-
-
-CHUNK_DATA = st.one_of(
-    st.binary(min_size=1, max_size=40),
-    st.sampled_from([b"\r\n", b"a\r\nb", b"0\r\n", b"\r\n\r\n", b"data: x\n\n"]),
-)
-
-
-@settings(derandomize=True, database=None, max_examples=400, deadline=None)
-@given(
-    pieces=st.lists(CHUNK_DATA, max_size=8),
-    cuts=st.lists(st.integers(0, 500), max_size=10),
-    extension=st.booleans(),
-    trailer=st.booleans(),
-    tail=st.sampled_from([b"", b"NEXT", b"5\r\nhello\r\n"]),
-)
-def test_chunked_decoder_any_split_gives_the_same_body(
-    pieces: list[bytes], cuts: list[int], extension: bool, trailer: bool, tail: bytes
-) -> None:
-    wire = chunked(pieces, extension, trailer) + tail
-    bounds = sorted({0, len(wire), *(c for c in cuts if c < len(wire))})
-    decoder = ChunkedDecoder()
-    out: list[bytes] = []
-    ended = False
-    for a, b in itertools.pairwise(bounds):
-        assert not ended
-        got, ended = decoder.feed(wire[a:b])
-        out += got
-        if ended:
-            assert decoder.leftover + wire[b:] == tail
-            break
-    assert ended
-    assert b"".join(out) == b"".join(pieces)
-
-
-def test_chunked_decoder_rejects_bad_framing() -> None:
-    with pytest.raises(ValueError):
-        ChunkedDecoder().feed(b"zz\r\nabc")
-    with pytest.raises(ValueError):
-        ChunkedDecoder().feed(b"3\r\nabcXY")
 
 
 # ---- over loopback ----

@@ -25,13 +25,11 @@ from tmesh.bench.load.http import Connection, Origin, Pool, request_head, split_
 from tmesh.bench.load.stream import StreamError, StreamState
 from tmesh.bench.target.openai import generation_body, route, usage_counts, with_prompt
 from tmesh.results.records import APIS, Api, ErrorKind, RequestPlan, RequestRecord
-from tmesh.text import scrub
+from tmesh.text import one_line
 
 ERROR_BODY_LIMIT = 4096
-DETAIL_CHARS = 200
 
 _SECRET_HEADERS = ("authorization", "api-key", "x-api-key")
-_WHITESPACE = re.compile(r"\s+")
 _SECONDS = re.compile(r"\d+(\.\d+)?")
 
 
@@ -131,11 +129,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
             when = when.replace(tzinfo=timezone.utc)
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
     return max(0.0, seconds)
-
-
-def one_line(text: str, secrets: tuple[str, ...] = (), limit: int = DETAIL_CHARS) -> str:
-    """A short single-line detail with every credential masked (`tmesh.text.scrub`)."""
-    return _WHITESPACE.sub(" ", scrub(text, secrets)).strip()[:limit]
 
 
 async def send_request(

@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from tmesh.bench.target.openai import ALL_ROUTES, MODELS_ROUTE
-from tmesh.text import scrub
+from tmesh.text import one_line, scrub
 
 SCHEMES = ("http", "https")
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -144,30 +144,32 @@ async def _get(
     except aiohttp.ClientError as exc:
         raise DiscoveryError(scrub(_connection_cause(exc), api_key), url) from exc
     except (ssl.SSLError, OSError) as exc:
-        raise DiscoveryError(scrub(f"connection failed ({_one_line(exc)})", api_key), url) from exc
+        raise DiscoveryError(
+            scrub(f"connection failed ({one_line(str(exc))})", api_key), url
+        ) from exc
 
 
 def _connection_cause(exc: aiohttp.ClientError) -> str:
     """Name the failure the way a user would look it up: refused, DNS, TLS, reset."""
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         return (
-            f"TLS certificate not trusted ({_one_line(exc.certificate_error)}; "
+            f"TLS certificate not trusted ({one_line(str(exc.certificate_error))}; "
             "--insecure skips the check)"
         )
     if isinstance(exc, aiohttp.ClientSSLError):
-        return f"TLS error ({_one_line(getattr(exc, 'os_error', exc))}; is the server https?)"
+        return f"TLS error ({one_line(str(getattr(exc, 'os_error', exc)))}; is the server https?)"
     if isinstance(exc, aiohttp.ClientConnectorError):
         os_error = exc.os_error
         if isinstance(exc, aiohttp.ClientConnectorDNSError) or isinstance(
             os_error, socket.gaierror
         ):
-            return f"DNS lookup failed for {exc.host!r} ({_one_line(os_error)})"
+            return f"DNS lookup failed for {exc.host!r} ({one_line(str(os_error))})"
         if isinstance(os_error, ConnectionRefusedError):
             return "connection refused (is the server running and listening on that port?)"
-        return f"cannot connect ({_one_line(os_error)})"
+        return f"cannot connect ({one_line(str(os_error))})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"
-    return f"connection failed ({_one_line(exc) or type(exc).__name__})"
+    return f"connection failed ({one_line(str(exc)) or type(exc).__name__})"
 
 
 def _status_cause(status: int, reason: str, body: bytes, api_key: str | None) -> str:
@@ -213,7 +215,3 @@ def _snippet(body: bytes, api_key: str | None, limit: int = 120) -> str:
     text = " ".join(body.decode("utf-8", "replace").split())
     text = scrub(text, api_key)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _one_line(exc: object) -> str:
-    return " ".join(str(exc).split())

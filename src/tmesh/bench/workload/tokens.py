@@ -24,6 +24,7 @@ import orjson
 from tmesh.bench.target.openai import generation_body, route, tokenize_url, with_prompt
 from tmesh.bench.workload.words import prose
 from tmesh.results.records import Api
+from tmesh.text import one_line
 
 PROBE_TIMEOUT_S = 15.0
 TOKENIZE_CONCURRENCY = 16
@@ -57,7 +58,9 @@ class LocalTokenizer:
         try:
             tokenizer = tokenizers.Tokenizer.from_file(str(path))
         except Exception as exc:
-            raise TokenizerError(f"--tokenizer {path}: cannot load it: {_one_line(exc)}") from exc
+            raise TokenizerError(
+                f"--tokenizer {path}: cannot load it: {one_line(str(exc))}"
+            ) from exc
         # A tokenizer.json may carry training-time truncation or padding: both falsify counts.
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -343,10 +346,5 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({_one_line(exc.os_error)})"
-    return _one_line(exc) or type(exc).__name__
-
-
-def _one_line(exc: object) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200]
+        return f"cannot connect ({one_line(str(exc.os_error))})"
+    return one_line(str(exc)) or type(exc).__name__
