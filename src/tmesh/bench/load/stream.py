@@ -17,8 +17,7 @@ import orjson
 
 from tmesh.bench.load.sse import SSEParser
 from tmesh.bench.target.openai import CHAT_DELTA, TEXT_FIELDS, is_error_event
-
-DETAIL_CHARS = 200
+from tmesh.text import DETAIL_CHARS
 
 
 class StreamError(ValueError):
