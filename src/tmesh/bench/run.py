@@ -19,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from tmesh import __version__
+from tmesh.bench.endpoint.capabilities import probe_ignore_eos
+from tmesh.bench.endpoint.discovery import Discovery, auth_headers, discover, normalize_endpoint
+from tmesh.bench.endpoint.models import kv_bytes_per_token
+from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.load.client import ClientConfig, send_request
 from tmesh.bench.load.http import Pool
 from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
@@ -31,10 +35,6 @@ from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
-from tmesh.bench.target.capabilities import probe_ignore_eos
-from tmesh.bench.target.endpoint import Discovery, auth_headers, discover, normalize_endpoint
-from tmesh.bench.target.models import kv_bytes_per_token
-from tmesh.bench.target.session import open_session
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.schedule import tiling_plans
 from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload

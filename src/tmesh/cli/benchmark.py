@@ -14,12 +14,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
 from tmesh.bench.run import BenchmarkError, Outcome, measure, prepare
-from tmesh.bench.target.endpoint import DiscoveryError, EndpointError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError

@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 
 from tmesh import __version__
+from tmesh.bench.endpoint.openai import generation_body, route, usage_counts, with_prompt
 from tmesh.bench.load.http import Connection, Origin, Pool, request_head, split_url
 from tmesh.bench.load.stream import StreamError, StreamState
-from tmesh.bench.target.openai import generation_body, route, usage_counts, with_prompt
 from tmesh.results.records import APIS, Api, ErrorKind, RequestPlan, RequestRecord
 from tmesh.text import one_line
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
+from tmesh.bench.endpoint.openai import CHAT_DELTA, TEXT_FIELDS, is_error_event
 from tmesh.bench.load.sse import SSEParser
-from tmesh.bench.target.openai import CHAT_DELTA, TEXT_FIELDS, is_error_event
 from tmesh.text import DETAIL_CHARS
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from tmesh.bench.target.models import ModelConfigError, kv_bytes_from_config, kv_bytes_per_token
+from tmesh.bench.endpoint.models import ModelConfigError, kv_bytes_from_config, kv_bytes_per_token
 from tmesh.results.records import APIS, WorkloadSpec
 
 FILL_FRACTION = 0.9

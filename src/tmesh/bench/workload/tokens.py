@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import aiohttp
 import orjson
 
-from tmesh.bench.target.openai import generation_body, route, tokenize_url, with_prompt
+from tmesh.bench.endpoint.openai import generation_body, route, tokenize_url, with_prompt
 from tmesh.bench.workload.words import prose
 from tmesh.results.records import Api
 from tmesh.text import one_line

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tmesh.bench.target.openai import generation_body, route, with_prompt
+from tmesh.bench.endpoint.openai import generation_body, route, with_prompt
 from tmesh.results.records import Api
 
 PROBE_TIMEOUT_S = 30.0

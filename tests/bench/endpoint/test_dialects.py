@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tmesh.bench.target.dialects import (
+from tmesh.bench.endpoint.dialects import (
     CONTEXT_PROBES,
     TOKENIZE_DIALECTS,
     ContextLimit,

@@ -18,7 +18,7 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import orjson
 
-from tmesh.bench.target.openai import ALL_ROUTES, MODELS_ROUTE
+from tmesh.bench.endpoint.openai import ALL_ROUTES, MODELS_ROUTE
 from tmesh.text import one_line, scrub
 
 SCHEMES = ("http", "https")

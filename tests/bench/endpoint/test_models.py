@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tmesh.bench.target.models import (
+from tmesh.bench.endpoint.models import (
     KNOWN_MODELS,
     KVGeometry,
     ModelConfigError,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tmesh.bench.target.openai import (
+from tmesh.bench.endpoint.openai import (
     ALL_ROUTES,
     generation_body,
     is_error_event,

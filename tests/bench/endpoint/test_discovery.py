@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from net_helpers import refused_url, serve_app
 
-from tmesh.bench.target.endpoint import (
+from tmesh.bench.endpoint.discovery import (
     Discovery,
     DiscoveryError,
     EndpointError,
