@@ -12,8 +12,10 @@ import pytest
 from fixtures.runs.synthetic import RunShape, write_run
 
 from tmesh.report.html import render_report
-from tmesh.report.load import SUMMARY, RecordShapeError, RunLoadError, build_record, load_run
+from tmesh.report.load import RunLoadError, load_run
+from tmesh.results.decode import RecordShapeError, build_record
 from tmesh.results.records import RunSummary
+from tmesh.results.rundir import SUMMARY
 
 
 @pytest.fixture(scope="module")

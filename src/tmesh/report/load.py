@@ -9,34 +9,27 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import types
-import typing
 from array import array
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
 
 from tmesh.report.replay import Replay
+from tmesh.results.decode import RecordShapeError, build_record, is_number
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
+from tmesh.results.rundir import CONFIG, INTERVALS, SUMMARY, request_files
 
 T = TypeVar("T")
 
-CONFIG, SUMMARY, INTERVALS = "config.json", "summary.json", "intervals.jsonl"
 RECOMPUTED = "recomputed from requests.jsonl"
-_ROTATED = re.compile(r"^requests(?:\.(\d+))?\.jsonl$")
 
 
 class RunLoadError(Exception):
     """A run folder that cannot be reported on; `str()` is one line naming the folder and cause."""
-
-
-class RecordShapeError(ValueError):
-    """A JSON object that does not have the shape of the record it should hold."""
 
 
 @dataclass
@@ -133,7 +126,7 @@ def _check_folder(root: Path) -> None:
     if not root.is_dir():
         raise RunLoadError(f"{root}: not a directory (pass the run folder, not a file in it)")
     if not (root / CONFIG).exists():
-        if any((root / name).exists() for name in (SUMMARY, INTERVALS)) or _request_files(root):
+        if any((root / name).exists() for name in (SUMMARY, INTERVALS)) or request_files(root):
             raise RunLoadError(f"{root}: {CONFIG} is missing, so the workload is unknown")
         raise RunLoadError(
             f"{root}: not a tmesh run folder (no {CONFIG}, {SUMMARY} or requests.jsonl)"
@@ -180,24 +173,13 @@ def _workload(root: Path, config: dict[str, Any]) -> WorkloadSpec:
 def _option(config: dict[str, Any], name: str, default: float) -> float:
     options = config.get("options")
     value = options.get(name) if isinstance(options, dict) else None
-    return float(value) if _is_number(value) and value >= 0 else default
-
-
-def _request_files(root: Path) -> list[Path]:
-    """`requests.jsonl` then its continuations `requests.1.jsonl`, `requests.2.jsonl`, …: the
-    order the runner wrote them, which is the order the requests finished."""
-    found = []
-    for entry in root.iterdir():
-        match = _ROTATED.match(entry.name)
-        if match:
-            found.append((int(match.group(1) or 0), entry))
-    return [entry for _, entry in sorted(found)]
+    return float(value) if is_number(value) and value >= 0 else default
 
 
 def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> RequestColumns:
     ttft, visit, rotation = array("d"), array("q"), array("q")
     failed = 0
-    for path in _request_files(root):
+    for path in request_files(root):
         for record in _read_jsonl(path, RequestRecord, notes):
             if replay is not None:
                 replay.add(record)
@@ -241,85 +223,3 @@ def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:
         notes.append(f"{path.name}: ignored a truncated last line (the run was cut off mid-write)")
     elif damaged:
         notes.append(f"{path.name}: ignored {damaged} damaged line(s)")
-
-
-def build_record(cls: type[T], data: Any) -> T:
-    """A records dataclass from its `asdict` form; unknown keys are ignored (newer writers).
-
-    Numbers are type-checked because every renderer does arithmetic on them; a string where a
-    float belongs would otherwise surface as a traceback far from the file that caused it.
-    """
-    if not isinstance(data, dict):
-        raise RecordShapeError(f"{cls.__name__} must be a JSON object")
-    schema = _schema(cls)
-    kwargs = {name: _convert(options, data[name], name) for name, options in schema if name in data}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        missing = [name for name, _ in schema if name not in data]
-        raise RecordShapeError(f"{cls.__name__} lacks {', '.join(missing) or exc}") from None
-
-
-Schema = tuple[tuple[str, tuple[Any, ...]], ...]
-_SCHEMAS: dict[type[Any], Schema] = {}
-
-
-def _schema(cls: type[Any]) -> Schema:
-    """Each field's name and the types it may hold, resolved once per class (it is costly).
-
-    Cached by hand: mypy does not take a class of unknown type as `functools.cache`'s Hashable.
-    """
-    schema = _SCHEMAS.get(cls)
-    if schema is None:
-        hints = typing.get_type_hints(cls)
-        schema = tuple((spec.name, _union_members(hints[spec.name])) for spec in fields(cls))
-        _SCHEMAS[cls] = schema
-    return schema
-
-
-def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
-    if value is None:
-        if type(None) in options:
-            return None
-        raise RecordShapeError(f"{name} is null")
-    for option in options:
-        if option is float or option is int:
-            if _is_number(value) and (option is float or float(value).is_integer()):
-                return option(value)
-        elif option is str or option is bool:
-            if isinstance(value, option):
-                return value
-        elif typing.get_origin(option) is typing.Literal:
-            # A name another version may have added (a new error kind or stop reason) is kept,
-            # not refused: the files of that run are still good.
-            if isinstance(value, str):
-                return value
-        elif isinstance(option, type) and is_dataclass(option):
-            return build_record(option, value)
-        elif typing.get_origin(option) is dict and isinstance(value, dict):
-            return _number_map(option, value, name)
-    raise RecordShapeError(f"{name} has an unexpected value {value!r:.40}")
-
-
-def _number_map(option: Any, value: dict[str, Any], name: str) -> dict[str, Any]:
-    """A `dict[str, number]` field (error counts, server figures) with its values checked too.
-
-    A null value is left out: it is how orjson writes a NaN, e.g. a gauge a server exposed as NaN,
-    and renderers treat a missing key as "not known".
-    """
-    members = _union_members(typing.get_args(option)[1])
-    return {
-        key: _convert(members, item, f"{name}.{key}")
-        for key, item in value.items()
-        if item is not None
-    }
-
-
-def _union_members(hint: Any) -> tuple[Any, ...]:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

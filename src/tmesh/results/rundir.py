@@ -16,6 +16,7 @@ so a `kill -9` loses at most the last second or so of requests, and a truncated 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 INTERVALS = "intervals.jsonl"
 REQUESTS = "requests.jsonl"
+_REQUEST_FILE = re.compile(r"^requests(?:\.(\d+))?\.jsonl$")
 FLUSH_SECONDS = 1.0
 _BUFFER_BYTES = 1 << 16
 _LINE = orjson.OPT_APPEND_NEWLINE
@@ -64,6 +66,22 @@ def request_row(record: RequestRecord) -> dict[str, Any]:
     row["prefill_throughput"] = record.prefill_throughput
     row["decode_throughput"] = record.decode_throughput
     return row
+
+
+def rotated_requests(number: int) -> str:
+    """The name of the `number`th continuation of `requests.jsonl` (`requests.1.jsonl`, …)."""
+    return f"requests.{number}.jsonl"
+
+
+def request_files(root: Path) -> list[Path]:
+    """`requests.jsonl` then its continuations `requests.1.jsonl`, `requests.2.jsonl`, …: the
+    order the benchmark wrote them, which is the order the requests finished."""
+    found = []
+    for entry in root.iterdir():
+        match = _REQUEST_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1) or 0), entry))
+    return [entry for _, entry in sorted(found)]
 
 
 class RunFiles:
@@ -160,7 +178,7 @@ class RunFiles:
 
     def _rotate(self) -> None:
         self._requests.close()
-        self._requests = self._create(f"requests.{len(self.request_files)}.jsonl")
+        self._requests = self._create(rotated_requests(len(self.request_files)))
         self._lines_in_file = 0
 
     def _replace(self, name: str, data: bytes) -> None:
