@@ -13,38 +13,51 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tmesh import __version__
 from tmesh.bench.endpoint.capabilities import probe_ignore_eos
 from tmesh.bench.endpoint.discovery import Discovery, auth_headers, discover, normalize_endpoint
 from tmesh.bench.endpoint.models import kv_bytes_per_token
+from tmesh.bench.endpoint.openai import tokenize_url
 from tmesh.bench.endpoint.session import open_session
-from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
-from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
+from tmesh.bench.load.runner import LoopControl, StopRules
+from tmesh.bench.load.traffic import Traffic, TrafficKind, make_loop
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
+from tmesh.bench.measure.sessions import parse_gap_buckets
 from tmesh.bench.measure.verdict import summarize_cache
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
-from tmesh.bench.workload.schedule import tiling_plans
-from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
-from tmesh.bench.workload.tokens import choose_oracle
+from tmesh.bench.workload.session_setup import prepare_sessions
+from tmesh.bench.workload.sessions import Recount, SessionTexts, answer_costs
+from tmesh.bench.workload.sizing import (
+    longest_session_prompt,
+    resolve_kv_bytes,
+    scheduled_cap,
+    size_sessions,
+    size_workload,
+)
+from tmesh.bench.workload.tokens import ServerTokenizer, TokenOracle, choose_oracle
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
-    RequestPlan,
     RequestRecord,
     RunSummary,
+    SessionSpec,
     StopReason,
     WorkloadSpec,
 )
@@ -52,6 +65,9 @@ from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
+TEMPLATE_MARGIN = 64
+"""Tokens left for a question, a BOS token or a chat template when checking prompts against the
+model's context length."""
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -78,13 +94,15 @@ class Outcome:
 
 @dataclass
 class Prepared:
-    """What set-up produced: the target, the workload and its prompts."""
+    """What set-up produced: the target, the workload and its prompts (for sessions, the
+    system prompt as a one-context prompt set, and the texts of the conversations)."""
 
     base_url: str
     discovery: Discovery
     spec: WorkloadSpec
     prompts: PromptSet
     ignore_eos: bool
+    sessions: SessionTexts | None = None
 
 
 async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
@@ -109,6 +127,14 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
         oracle = await choose_oracle(
             session, base_url, found.model, spec.api, headers, tokenizer=opts.tokenizer
         )
+        if spec.sessions is not None:
+            texts = await prepare_sessions(
+                session, base_url, headers, spec, oracle, ignore_eos,
+                _recount(opts, oracle, base_url, found.model, headers), view.progress,
+            )  # fmt: skip
+            system = PromptSet([texts.system], [[""]], [texts.system_tokens], [[0]], oracle.name,
+                               oracle.exact)  # fmt: skip
+            return Prepared(base_url, found, spec, system, ignore_eos, texts)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
         view.progress(
@@ -118,13 +144,27 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
     return Prepared(base_url, found, spec, prompt_set, ignore_eos)
 
 
+def _recount(
+    opts: BenchmarkOptions, oracle: TokenOracle, base_url: str, model: str, headers: dict[str, str]
+) -> Recount | None:
+    """Where answers can be counted again, in any process: the tokenizer file or the server's
+    `/tokenize` the oracle uses (an approximate oracle cannot count them any better)."""
+    if opts.tokenizer is not None:
+        return Recount(tokenizer=opts.tokenizer)
+    if isinstance(oracle, ServerTokenizer):
+        return Recount(None, tokenize_url(base_url), model, tuple(headers.items()))
+    return None
+
+
 def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
-    by_hand = opts.num_contexts is not None
+    by_hand = opts.num_contexts is not None or opts.workload == "sessions"
     if by_hand and opts.kv_bytes_per_token is None and opts.model_config is None:
         # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
         kv_bytes = kv_bytes_per_token(found.model)
     else:
         kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
+    if opts.workload == "sessions":
+        return _size_sessions(opts, found, kv_bytes)
     spec = size_workload(
         found.model,
         kv_bytes,
@@ -137,11 +177,41 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
         seed=opts.seed,
         api=opts.api,
     )
+    if opts.max_inflight is None:
+        spec = replace(spec, max_inflight=scheduled_cap(spec.max_inflight, opts.request_rate))
+    spec = replace(spec, request_rate=opts.request_rate, arrival=opts.arrival)
     limit = found.max_model_len
-    if limit is not None and spec.input_length + spec.output_length + 64 > limit:
+    if limit is not None and spec.input_length + spec.output_length + TEMPLATE_MARGIN > limit:
         raise BenchmarkError(
             f"--input-length {spec.input_length} + --output-length {spec.output_length} (plus a "
             f"question) exceeds the model's max_model_len {limit}; pass smaller lengths"
+        )
+    return spec
+
+
+def _size_sessions(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | None) -> WorkloadSpec:
+    sessions = SessionSpec(
+        system_prompt=opts.system_prompt,
+        turns=opts.turns,
+        turn_input=opts.turn_input,
+        think_time=opts.think_time,
+        think_time_dist=opts.think_time_dist,
+        users=opts.users,
+        session_rate=opts.session_rate,
+    )
+    spec = size_sessions(
+        found.model, kv_bytes, opts.offload_size, opts.output_length, sessions,
+        max_inflight=opts.max_inflight, seed=opts.seed, api=opts.api,
+    )  # fmt: skip
+    spec = replace(spec, arrival=opts.arrival)
+    longest = longest_session_prompt(spec)
+    limit = found.max_model_len
+    margin = TEMPLATE_MARGIN * (1 + sessions.turns if opts.api == "chat" else 1)
+    if limit is not None and longest + spec.output_length + margin > limit:
+        raise BenchmarkError(
+            f"a session's last turn holds {longest} tokens (--system-prompt + --turns x "
+            f"--turn-input + the answers) + --output-length {spec.output_length}, more than the "
+            f"model's max_model_len {limit}; pass fewer --turns or shorter lengths"
         )
     return spec
 
@@ -161,6 +231,8 @@ def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
         "token_oracle": prep.prompts.oracle,
         "tokens_exact": prep.prompts.exact,
         "ignore_eos": prep.ignore_eos,
+        "session_framing": asdict(prep.sessions.framing) if prep.sessions else None,
+        "answers_recounted": bool(prep.sessions and prep.sessions.recount),
         "options": options,
         "command": masked_argv(sys.argv, opts.api_key),
     }
@@ -180,7 +252,13 @@ class Session:
         self.opts, self.prep, self.view = opts, prep, view
         self.origin = time.monotonic()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.recorder = Recorder(prep.spec, opts.warmup, opts.interval)
+        self.recorder = Recorder(
+            prep.spec,
+            opts.warmup,
+            opts.interval,
+            parse_slo(opts.slo) if opts.slo else None,
+            parse_gap_buckets(opts.gap_buckets),
+        )
         self.files = RunFiles(opts.output_dir or default_run_dir(), opts.max_records)
         self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
         self.scraper: ServerMetricsScraper | None = None
@@ -276,7 +354,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
 
-        loop = run.loop = _load_loop(opts, prep, run, pool, config)
+        loop = run.loop = _load_loop(opts, prep, run, pool, config, session)
         try:
             with _signals(loop, run, view):
                 state = await loop.run()
@@ -308,35 +386,35 @@ def _load_loop(
     run: Session,
     pool: Pool,
     config: ClientConfig,
+    session: aiohttp.ClientSession,
 ) -> LoopControl:
     """One event loop in this process, or `--workers` processes sharing the workload."""
-    spec = prep.spec
     rules = StopRules(
         duration=opts.duration,
         max_requests=opts.max_requests,
         max_consecutive_errors=opts.max_consecutive_errors,
         grace_s=opts.grace,
     )
+    traffic = _traffic(prep)
     if opts.workers > 1:
         tasks = worker_tasks(
-            opts.workers, spec.max_inflight, config, prep.prompts, spec.seed, run.origin,
-            opts.insecure, opts.interval, rules,
-        )  # fmt: skip
+            opts.workers, traffic, config, run.origin, opts.insecure, opts.interval, rules
+        )
         return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
-
-    async def send(plan: RequestPlan) -> RequestRecord:
-        return await send_request(pool, config, plan, run.origin)
-
-    return LoadLoop(
-        tiling_plans(prep.prompts, spec.seed),
-        send,
-        run.on_record,
-        run.on_tick,
-        spec.max_inflight,
-        rules,
-        run.origin,
-        opts.interval,
+    costs = answer_costs(prep.sessions, session) if prep.sessions else None
+    return make_loop(
+        traffic, pool, config, costs, run.on_record, run.on_tick, rules, run.origin, opts.interval
     )
+
+
+def _traffic(prep: Prepared) -> Traffic:
+    spec = prep.spec
+    if prep.sessions is not None:
+        return Traffic("sessions", spec.max_inflight, spec.seed, sessions=prep.sessions,
+                       arrival=spec.arrival)  # fmt: skip
+    kind: TrafficKind = "closed" if spec.request_rate is None else "open"
+    return Traffic(kind, spec.max_inflight, spec.seed, prep.prompts, None, spec.request_rate,
+                   spec.arrival)  # fmt: skip
 
 
 class _signals:

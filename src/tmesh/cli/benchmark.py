@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from tmesh.bench.capacity import find_max_users
 from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.console import RUN_FOREVER_NOTE, format_workload
@@ -23,7 +24,7 @@ from tmesh.bench.run import BenchmarkError, Outcome, measure, prepare
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
-from tmesh.cli.demo import DEMO_DURATION_S, demo_engine
+from tmesh.cli.demo import DEMO_DURATION_S, DEMO_SESSIONS_GPU_TOKENS, demo_engine
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -66,7 +67,25 @@ def run_command(args: argparse.Namespace) -> int:
         raise UsageError("--endpoint is required (or use --demo for the built-in simulated engine)")
     if sum((opts.quiet, opts.json, opts.live)) > 1:
         raise UsageError("choose at most one of --quiet, --json, --live")
+    problem = conflict(opts)
+    if problem:
+        raise UsageError(problem)
     return run(opts)
+
+
+def conflict(opts: BenchmarkOptions) -> str | None:
+    """Options that parse but do not go together, in one line."""
+    sessions = opts.workload == "sessions"
+    if sessions and opts.request_rate is not None:
+        return "--request-rate is the contexts' open loop; sessions arrive with --session-rate"
+    if not sessions and (opts.session_rate is not None or opts.find_max_users):
+        flag = "--session-rate" if opts.session_rate is not None else "--find-max-users"
+        return f"{flag} needs --workload sessions"
+    if opts.find_max_users and (not opts.slo or opts.session_rate is not None):
+        return "--find-max-users needs --slo and a user count (not --session-rate)"
+    if opts.gpu_kv_tokens is not None and not opts.demo:
+        return "--gpu-kv-tokens sizes the simulated engine of --demo"
+    return None
 
 
 def run(opts: BenchmarkOptions) -> int:
@@ -95,10 +114,12 @@ def run(opts: BenchmarkOptions) -> int:
 
 async def _benchmark(opts: BenchmarkOptions, view: View) -> Outcome:
     prep = await prepare(opts, view)
-    if opts.duration is None and opts.max_requests is None:
+    if opts.duration is None and opts.max_requests is None and not opts.find_max_users:
         view.out(RUN_FOREVER_NOTE)
     view.out(format_workload(prep.spec, prep.prompts.oracle, prep.prompts.exact))
     view.start()
+    if opts.find_max_users:
+        return await find_max_users(opts, prep, view)
     return await measure(opts, prep, view)
 
 
@@ -111,8 +132,12 @@ def _target(opts: BenchmarkOptions, view: View) -> Iterator[None]:
     opts.profile = opts.profile or DEFAULT_PROFILE
     if opts.duration is None and opts.max_requests is None:
         opts.duration = DEMO_DURATION_S
-    view.progress(f"starting the simulated engine (profile {opts.profile})…")
-    with demo_engine(opts.profile) as url:
+    gpu = opts.gpu_kv_tokens
+    if gpu is None and opts.workload == "sessions":
+        gpu = DEMO_SESSIONS_GPU_TOKENS
+    sized = f", GPU KV {gpu} tokens" if gpu else ""
+    view.progress(f"starting the simulated engine (profile {opts.profile}{sized})…")
+    with demo_engine(opts.profile, gpu) as url:
         opts.endpoint = url
         yield
 
