@@ -20,7 +20,7 @@ from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
 from tmesh.bench.run import Outcome, Prepared, measure
-from tmesh.results.catalogue.metrics import GOODPUT_SHARE
+from tmesh.results.catalogue.metrics import good_share
 from tmesh.results.records import RunSummary
 from tmesh.results.rundir import default_run_dir
 
@@ -141,11 +141,9 @@ def _step(prep: Prepared, users: int, number: int) -> Prepared:
 
 
 def _share(summary: RunSummary, steady: bool) -> float | None:
-    if not steady:
-        return GOODPUT_SHARE.value(summary)
-    window = summary.steady
-    sent = window.requests + sum(window.errors.values())
-    return 100.0 * window.good_requests / sent if sent else None
+    """Goodput share in percent, after the warm-up when there was one."""
+    share = good_share(summary.steady if steady else summary.overall)
+    return None if share is None else 100.0 * share
 
 
 def _percent(share: float | None) -> str:

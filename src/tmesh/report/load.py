@@ -189,7 +189,8 @@ def _measures(config: dict[str, Any]) -> tuple[Slo | None, tuple[float, ...]]:
     older version, or a hand-edited one, has none that parse)."""
     options = config.get("options")
     options = options if isinstance(options, dict) else {}
-    slo, gaps = None, DEFAULT_GAP_EDGES
+    slo: Slo | None = None
+    gaps: tuple[float, ...] = DEFAULT_GAP_EDGES
     with contextlib.suppress(ValueError, TypeError, AttributeError):
         slo = parse_slo(options["slo"]) if options.get("slo") else None
     with contextlib.suppress(ValueError, TypeError, AttributeError):

@@ -23,6 +23,7 @@ from tmesh.results.catalogue.metrics import (
     STATS,
     TTFT,
     TTFT_FROM_INTENDED,
+    good_share,
     stat_of,
     title_case,
 )
@@ -37,6 +38,7 @@ from tmesh.results.catalogue.sessions import (
     turn_label,
 )
 from tmesh.results.catalogue.units import (
+    FRACTION,
     PERCENT,
     REQUESTS_PER_S,
     SECONDS,
@@ -105,10 +107,9 @@ def _goodput(snap: IntervalSnapshot) -> str:
 
 
 def _share_and_rate(window: WindowStats, seconds: float) -> str:
-    sent = window.requests + sum(window.errors.values())
-    share = 100.0 * window.good_requests / sent if sent else None
+    share = good_share(window)
     rate = window.good_requests / seconds if seconds > 0 else None
-    return f"{console_value(share, PERCENT)} at {console_value(rate, REQUESTS_PER_S)} req/s"
+    return f"{console_value(share, FRACTION)} at {console_value(rate, REQUESTS_PER_S)} req/s"
 
 
 def session_pairs(sessions: SessionStats) -> Pairs:

@@ -299,13 +299,18 @@ HEADLINE = [*RATES, *OVERALL, *COLD_WARM, *COUNTS]
 """The metrics of one run's headline, in display order."""
 
 
-def _sent(summary: RunSummary) -> int:
-    return summary.total_requests + summary.failed_requests
+def good_share(window: WindowStats) -> float | None:
+    """Requests that met the SLO / requests sent (successful or not), from 0 to 1."""
+    sent = window.requests + sum(window.errors.values())
+    return window.good_requests / sent if sent else None
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100.0 * share
 
 
 def _goodput_share(summary: RunSummary) -> float | None:
-    sent = _sent(summary)
-    return 100.0 * summary.overall.good_requests / sent if summary.slo and sent else None
+    return _percent(good_share(summary.overall)) if summary.slo else None
 
 
 def _goodput(summary: RunSummary) -> float | None:
@@ -315,9 +320,7 @@ def _goodput(summary: RunSummary) -> float | None:
 
 
 def _interval_goodput_share(snap: IntervalSnapshot) -> float | None:
-    window = snap.interval_stats
-    sent = window.requests + sum(window.errors.values())
-    return 100.0 * window.good_requests / sent if sent else None
+    return _percent(good_share(snap.interval_stats))
 
 
 GOODPUT = Metric(
