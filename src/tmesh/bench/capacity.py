@@ -28,6 +28,9 @@ CAPACITY = "capacity.json"
 STEP_SECONDS = 60.0
 """A step's length when `--duration` is not given."""
 SEED_STEP = 7919
+MAX_USERS = 4096
+"""The ramp stops doubling here: a server that holds its SLO this far has no answer worth the
+time, and the last step says so."""
 
 
 @dataclass
@@ -68,7 +71,7 @@ def next_users(tried: dict[int, bool], start: int) -> int | None:
     held = [users for users, ok in tried.items() if ok]
     failed = [users for users, ok in tried.items() if not ok]
     if not failed:
-        return 2 * max(held)
+        return None if max(held) >= MAX_USERS else min(2 * max(held), MAX_USERS)
     if not held:
         lowest = min(failed)
         return None if lowest == 1 else lowest // 2
@@ -103,7 +106,7 @@ async def find_max_users(opts: BenchmarkOptions, prep: Prepared, view: View) -> 
     capacity.max_users = capacity.max_held
     Path(root).mkdir(parents=True, exist_ok=True)
     (Path(root) / CAPACITY).write_bytes(orjson.dumps(asdict(capacity), option=orjson.OPT_INDENT_2))
-    view.out(describe(capacity))
+    view.answer(describe(capacity), {"capacity": asdict(capacity), "run_dir": str(root)})
     assert outcome is not None
     return replace(outcome, run_dir=Path(root))
 

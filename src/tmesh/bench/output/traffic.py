@@ -75,21 +75,20 @@ def traffic_pairs(snap: IntervalSnapshot) -> Pairs:
 def _schedule_pairs(snap: IntervalSnapshot) -> Pairs:
     h, seconds = snap.health, snap.interval_seconds
     sent = console_value(h.sent / seconds if seconds > 0 else None, REQUESTS_PER_S)
-    asked = f" (asked {h.target_rate:g} req/s)" if h.target_rate else " req/s"
+    asked = f" (asked {h.target_rate:g})" if h.target_rate else ""
     late = snap.interval_stats.ttft_from_intended
-    pairs = [
-        (f"{REQUEST_RATE.label} (interval)", sent + asked),
+    return [
+        (f"{title_case(REQUEST_RATE.label)} (interval)", f"{sent} req/s{asked}"),
         (
-            f"{LATENESS.label} (mean / max, interval)",
+            f"{title_case(LATENESS.label)} (mean / max, interval)",
             f"{h.lateness_ms:.1f} / {h.lateness_max_ms:.1f} ms",
         ),
-        (f"{CAP_HITS.label} (interval)", _cap_hits(h)),
+        (f"{title_case(CAP_HITS.label)} (interval)", _cap_hits(h)),
         (
-            f"{TTFT_FROM_INTENDED.label} (mean / p99, interval)",
+            f"{title_case(TTFT_FROM_INTENDED.label)} (mean / p99, interval)",
             console_values((late.mean, late.p99), SECONDS),
         ),
     ]
-    return [(title_case(label), value) for label, value in pairs]
 
 
 def _cap_hits(health: ClientHealth) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
@@ -59,6 +59,13 @@ class View:
             self._live.update(snap)
         elif not self.quiet:
             print(fmt.format_interval(snap) + "\n", file=self._stdout, flush=True)
+
+    def answer(self, text: str, document: dict[str, Any]) -> None:
+        """A final answer (of several runs): on stdout even with `--quiet`; JSON with `--json`."""
+        if self.json:
+            print(orjson.dumps(document).decode(), file=self._stdout, flush=True)
+        else:
+            print(text, file=self._stdout, flush=True)
 
     def summary(self, summary: RunSummary, run_dir: Path) -> None:
         if self._live:
