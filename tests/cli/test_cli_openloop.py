@@ -5,6 +5,7 @@ each request after one second."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from dataclasses import replace
 
@@ -44,7 +45,7 @@ async def test_the_open_loop_keeps_its_rate_and_a_closed_loop_does_not(slow_sim,
     for result in (opened, closed, capped):
         assert result.code == 0, result.stderr
 
-    _, requests, intervals, summary = read_run(tmp_path / "open")
+    _, requests, _intervals, summary = read_run(tmp_path / "open")
     assert summary["request_rate"] == pytest.approx(30, rel=0.05)
     assert summary["cap_hits"] == 0
     assert all(r["t_intended"] is not None for r in requests)
@@ -82,7 +83,7 @@ async def test_the_seed_lines_come_first_in_an_open_loop(slow_sim, tmp_path) -> 
     assert "Request Rate: 8 req/s (constant arrivals)" in result.stdout
     _, requests, _, summary = read_run(tmp_path / "run")
     intended = sorted(r["t_intended"] for r in requests)
-    gaps = [b - a for a, b in zip(intended, intended[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(intended)]
     assert all(gap == pytest.approx(1 / 8) for gap in gaps), "constant arrivals, no drift"
     assert summary["slo"] == {"ttft": 1.5}
     assert summary["overall"]["good_requests"] == summary["total_requests"]

@@ -5,6 +5,7 @@ profiles' survival curves, `--workers`, and `--find-max-users`."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections import defaultdict
 from dataclasses import replace
@@ -53,7 +54,7 @@ async def test_each_turn_resends_the_conversation_token_for_token(sim, tmp_path,
     for turns in _by_session(requests).values():
         assert [r["turn"] for r in turns] == list(range(1, len(turns) + 1))
         assert turns[0]["idle_gap"] is None
-        for before, after in zip(turns, turns[1:], strict=False):
+        for before, after in itertools.pairwise(turns):
             grown = before["completion_tokens"] + 60 + per_turn
             assert after["prompt_tokens"] - before["prompt_tokens"] == grown
             assert after["t_intended"] >= before["t_end"]
@@ -136,7 +137,7 @@ async def test_the_demo_profiles_show_different_survival_curves(tmp_path) -> Non
                 "--output-dir",
                 str(tmp_path / profile),
                 timeout=120,
-            )  # fmt: skip
+            )
             for profile in ("gpu-only", "cpu-offload")
         )
     )

@@ -8,6 +8,7 @@ the tokens generated, which set-up must notice and correct.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -141,7 +142,7 @@ async def test_every_turn_costs_what_was_planned(bpe: Tokenizer, api: Api) -> No
         stub.prompts.clear()
         planned = await _converse(session, base, texts, stub, number=0)
     assert planned == stub.prompts
-    assert all(b > a + 60 for a, b in zip(planned, planned[1:], strict=False))
+    assert all(b > a + 60 for a, b in itertools.pairwise(planned))
 
 
 async def test_answers_that_resend_as_they_came_are_not_recounted(bpe: Tokenizer) -> None:
