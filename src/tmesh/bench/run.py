@@ -43,7 +43,7 @@ from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.session_setup import prepare_sessions
-from tmesh.bench.workload.sessions import Recount, SessionTexts, answer_costs
+from tmesh.bench.workload.sessions import AnswerCosts, Recount, SessionTexts
 from tmesh.bench.workload.sizing import (
     longest_session_prompt,
     resolve_kv_bytes,
@@ -232,7 +232,7 @@ def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
         "tokens_exact": prep.prompts.exact,
         "ignore_eos": prep.ignore_eos,
         "session_framing": asdict(prep.sessions.framing) if prep.sessions else None,
-        "answers_recounted": bool(prep.sessions and prep.sessions.recount),
+        "answers_recounted": bool(prep.sessions and prep.sessions.resend_differs),
         "options": options,
         "command": masked_argv(sys.argv, opts.api_key),
     }
@@ -401,7 +401,7 @@ def _load_loop(
             opts.workers, traffic, config, run.origin, opts.insecure, opts.interval, rules
         )
         return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
-    costs = answer_costs(prep.sessions, session) if prep.sessions else None
+    costs = AnswerCosts(prep.sessions, session) if prep.sessions else None
     return make_loop(
         traffic, pool, config, costs, run.on_record, run.on_tick, rules, run.origin, opts.interval
     )

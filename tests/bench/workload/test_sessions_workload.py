@@ -25,11 +25,11 @@ from tmesh.bench.endpoint.openai import tokenize_url
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.session_setup import CachedOracle, prepare_sessions
 from tmesh.bench.workload.sessions import (
+    AnswerCosts,
     Conversations,
     Framing,
     Recount,
     SessionTexts,
-    answer_costs,
 )
 from tmesh.bench.workload.tokens import ServerTokenizer
 from tmesh.bench.workload.vocabulary import measure_vocabulary
@@ -110,7 +110,7 @@ async def _texts(session: aiohttp.ClientSession, base: str, spec: WorkloadSpec) 
 async def _converse(session: aiohttp.ClientSession, base: str, texts: SessionTexts,
                     stub: ConversationStub, number: int) -> list[int]:  # fmt: skip
     """Play one session of every turn against the stub; the planned prompt tokens of each."""
-    costs = answer_costs(texts, session)
+    costs = AnswerCosts(texts, session)
     conversation = Conversations(texts).start(number)
     planned = []
     for index in range(texts.spec.turns):
@@ -127,7 +127,10 @@ async def _converse(session: aiohttp.ClientSession, base: str, texts: SessionTex
             answer = await response.json()
         choice = answer["choices"][0]
         text = choice["message"]["content"] if plan.messages is not None else choice["text"]
-        conversation.add_answer(text, await costs(text, 24))
+        if plan.expected_prompt_tokens != stub.prompts[-1]:
+            costs.missed()
+            conversation.rebase(stub.prompts[-1])
+        conversation.add_answer(text, await costs.cost(text, 24))
     return planned
 
 
@@ -137,7 +140,7 @@ async def test_every_turn_costs_what_was_planned(bpe: Tokenizer, api: Api) -> No
     async with serve(stub) as base, aiohttp.ClientSession() as session:
         texts = await _texts(session, base, _spec(api))
         assert texts.framing.overhead >= 1, "the BOS token and the template's first markers"
-        assert texts.recount is not None, "random answers re-tokenize to other counts"
+        assert texts.resend_differs, "random answers re-tokenize to other counts"
         assert texts.system_tokens == 300
         stub.prompts.clear()
         planned = await _converse(session, base, texts, stub, number=0)
@@ -151,9 +154,24 @@ async def test_answers_that_resend_as_they_came_are_not_recounted(bpe: Tokenizer
         texts = await _texts(session, base, _spec("completions"))
         stub.prompts.clear()
         planned = await _converse(session, base, texts, stub, number=3)
-    assert texts.recount is None
+    assert not texts.resend_differs
     assert texts.framing.per_turn == 0
     assert planned == stub.prompts
+
+
+async def test_a_plan_that_missed_turns_recounting_on(bpe: Tokenizer) -> None:
+    """The probe's one answer may re-tokenize as it came by chance: the first turn whose usage
+    differs from its plan switches every later answer to the oracle's count."""
+    stub = ConversationStub(bpe, readable=True)
+    async with serve(stub) as base, aiohttp.ClientSession() as session:
+        texts = await _texts(session, base, _spec("completions"))
+        assert not texts.resend_differs
+        stub.readable = False
+        stub.prompts.clear()
+        planned = await _converse(session, base, texts, stub, number=5)
+    assert planned[:1] == stub.prompts[:1]
+    assert planned[1] != stub.prompts[1], "the first answer sent back cost other than planned"
+    assert planned[2:] == stub.prompts[2:]
 
 
 async def test_sessions_share_only_the_system_prompt(bpe: Tokenizer) -> None:

@@ -23,7 +23,7 @@ from itertools import count
 from tmesh.bench.load.arrivals import Arrival, schedule, share, think_time
 from tmesh.bench.load.openloop import ScheduledLoop
 from tmesh.bench.load.runner import RecordFn, StopRules, TickFn, next_backoff
-from tmesh.bench.workload.sessions import AnswerCost, Conversations
+from tmesh.bench.workload.sessions import AnswerCosts, Conversations
 from tmesh.results.records import RequestPlan, RequestRecord
 
 TurnFn = Callable[[RequestPlan], Awaitable[tuple[RequestRecord, str]]]
@@ -34,7 +34,7 @@ class SessionLoop(ScheduledLoop):
     """The sessions of one process: its users, or its share of the session arrivals."""
 
     def __init__(
-        self, conversations: Conversations, send: TurnFn, answer_cost: AnswerCost,
+        self, conversations: Conversations, send: TurnFn, answer_costs: AnswerCosts,
         on_record: RecordFn, on_tick: TickFn, cap: int, rules: StopRules, origin: float,
         interval_s: float, arrival: Arrival, worker: int = 0, workers: int = 1,
     ) -> None:  # fmt: skip
@@ -44,7 +44,7 @@ class SessionLoop(ScheduledLoop):
         self._spec = spec
         self._seed = conversations.texts.seed
         self._send = send
-        self._answer_cost = answer_cost
+        self._answer_costs = answer_costs
         self._arrival = arrival
         self._worker, self._workers = worker, workers
         self._indices = count(worker, workers)
@@ -100,7 +100,10 @@ class SessionLoop(ScheduledLoop):
             if not record.ok or record.t_end is None:
                 backoff = next_backoff(record, backoff)
                 return self.now() + backoff, backoff
-            cost = await self._answer_cost(answer, record.completion_tokens)
+            if record.usage_reported and record.prompt_tokens != plan.expected_prompt_tokens:
+                self._answer_costs.missed()
+                conversation.rebase(record.prompt_tokens)
+            cost = await self._answer_costs.cost(answer, record.completion_tokens)
             conversation.add_answer(answer, cost)
             last_end = record.t_end
             due = last_end + think_time(self._spec.think_time_dist, self._spec.think_time, rng)

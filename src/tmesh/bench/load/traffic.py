@@ -20,7 +20,7 @@ from tmesh.bench.load.runner import LoadLoop, LoopControl, RecordFn, StopRules, 
 from tmesh.bench.load.sessions import SessionLoop
 from tmesh.bench.workload.prompts import PromptSet
 from tmesh.bench.workload.schedule import tiling_plans
-from tmesh.bench.workload.sessions import AnswerCost, Conversations, SessionTexts
+from tmesh.bench.workload.sessions import AnswerCosts, Conversations, SessionTexts
 from tmesh.results.records import RequestPlan, RequestRecord
 
 TrafficKind = Literal["closed", "open", "sessions"]
@@ -52,13 +52,13 @@ def worker_plans(prompts: PromptSet, seed: int, worker: int, workers: int) -> It
 
 
 def make_loop(
-    traffic: Traffic, pool: Pool, config: ClientConfig, answer_cost: AnswerCost | None,
+    traffic: Traffic, pool: Pool, config: ClientConfig, answer_costs: AnswerCosts | None,
     on_record: RecordFn, on_tick: TickFn, rules: StopRules, origin: float, interval_s: float,
 ) -> LoopControl:  # fmt: skip
     """The load loop of `traffic`; records carry the worker's number."""
     worker, workers = traffic.worker, traffic.workers
     if traffic.kind == "sessions":
-        assert traffic.sessions is not None and answer_cost is not None
+        assert traffic.sessions is not None and answer_costs is not None
 
         async def turn(plan: RequestPlan) -> tuple[RequestRecord, str]:
             record, answer = await send_turn(pool, config, plan, origin)
@@ -66,7 +66,7 @@ def make_loop(
             return record, answer
 
         return SessionLoop(
-            Conversations(traffic.sessions), turn, answer_cost, on_record, on_tick, traffic.cap,
+            Conversations(traffic.sessions), turn, answer_costs, on_record, on_tick, traffic.cap,
             rules, origin, interval_s, parse_arrival(traffic.arrival), worker, workers,
         )  # fmt: skip
 

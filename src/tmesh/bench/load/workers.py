@@ -26,7 +26,7 @@ from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
 from tmesh.bench.load.runner import LoopControl, RecordFn, StopRules, TickFn
 from tmesh.bench.load.traffic import Traffic, make_loop
-from tmesh.bench.workload.sessions import answer_costs
+from tmesh.bench.workload.sessions import AnswerCosts
 from tmesh.results.records import ClientHealth
 
 READ_POLL_S = 0.5
@@ -87,7 +87,7 @@ async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
             task.traffic,
             pool,
             task.config,
-            answer_costs(texts, session) if texts else None,
+            AnswerCosts(texts, session) if texts else None,
             lambda record: outbox.put(("record", worker, record)),
             tick,
             task.rules,

@@ -5,9 +5,9 @@ costs beyond its texts is measured on the server itself, with two real requests 
 session: its first turn, answered at the run's output length, then its second turn carrying that
 answer. The first says what a request adds (a BOS token, the chat template's markers around the
 system prompt and the first user message); the second what each later turn adds (the markers
-around an answer and the next user message). The first probe's answer also says whether the
-server's `completion_tokens` is what sending that answer back costs: if not, every answer of the
-run is counted with the oracle before it is sent back.
+around an answer and the next user message). Their answers also say whether the server's
+`completion_tokens` is what sending an answer back costs: if not, every answer of the run is
+counted with the oracle before it is sent back.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ from tmesh.text import one_line
 PROBE_SESSION = -1
 """The probe's own session: its turns share only the system prompt with the run's sessions."""
 PROBE_TIMEOUT_S = 120.0
+PROBE_ANSWER_TOKENS = 256
+"""Tokens of each probe answer at least: two long answers rarely both re-tokenize to their
+generated count by chance, as one short one can."""
 MIN_SYSTEM_PROMPT = 64
 """Tokens below which a system prompt has no room for its header and a sentence."""
 
@@ -85,8 +88,8 @@ async def prepare_sessions(
 ) -> SessionTexts:
     """The texts of a sessions workload, with its framing measured on the server.
 
-    `recount` says where answers could be counted; it is kept only if the probe shows the
-    server's count of an answer is not what sending it back costs.
+    `recount` says where answers can be counted again; the probe says whether the server's
+    count of an answer is what sending it back costs (`resend_differs`).
     """
     sessions = spec.sessions
     assert sessions is not None
@@ -117,7 +120,7 @@ async def prepare_sessions(
     framing, resend_differs = await probe.measure(texts, cached if oracle.exact else None)
     if resend_differs and recount is not None:
         progress("an answer sent back costs other than its completion tokens: counting each one")
-    return replace(texts, framing=framing, recount=recount if resend_differs else None)
+    return replace(texts, framing=framing, recount=recount, resend_differs=resend_differs)
 
 
 class _Probe:
@@ -140,16 +143,20 @@ class _Probe:
         """The framing, and whether an answer sent back costs other than the server said."""
         conversation = Conversations(texts).start(PROBE_SESSION)
         first = conversation.next_plan(0)
-        answer, completion, prompt = await self._send(first, self.spec.output_length)
+        length = max(self.spec.output_length, PROBE_ANSWER_TOKENS)
+        answer, completion, prompt = await self._send(first, length)
         if prompt is None:
             return texts.framing, False
         overhead = prompt - first.expected_prompt_tokens
         cost = completion if oracle is None else await answer_cost(oracle, answer)
         conversation.add_answer(answer, cost)
         second = conversation.next_plan(1)
-        _, _, prompt = await self._send(second, 1)
+        answer, later, prompt = await self._send(second, length)
         per_turn = 0 if prompt is None else prompt - overhead - second.expected_prompt_tokens
-        return replace(texts.framing, overhead=overhead, per_turn=per_turn), cost != completion
+        differs = cost != completion
+        if oracle is not None and not differs:
+            differs = await answer_cost(oracle, answer) != later
+        return replace(texts.framing, overhead=overhead, per_turn=per_turn), differs
 
     async def _send(self, plan: RequestPlan, max_tokens: int) -> tuple[str, int, int | None]:
         """(answer, completion tokens, prompt tokens or None when the server reports none)."""

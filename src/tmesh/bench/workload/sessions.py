@@ -6,8 +6,9 @@ text (`User:` and `Assistant:` leads frame the turns); in chat it is a list of m
 answers as assistant messages. Token counts stay exact: the system prompt is built and counted
 like a context, a turn's text is written to an exact cost from the measured vocabulary, and an
 answer costs what the server reported generating unless set-up found that sending its text back
-costs something else (a tokenizer may split generated text differently when it reads it back);
-then each answer is counted with the token oracle.
+costs something else (a tokenizer may split generated text differently when it reads it back),
+or until a turn's usage shows a plan missed; from then on each answer is counted with the token
+oracle, and the conversation whose plan missed continues from the server's count.
 
 What a request adds beyond its texts (a BOS token, the chat template's role markers) was measured
 on the server at set-up (`Framing.overhead` for a request, `Framing.per_turn` for each turn after
@@ -17,7 +18,6 @@ the first), so the planned prompt tokens of every turn are those the server will
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -30,9 +30,6 @@ from tmesh.results.records import Api, RequestPlan, SessionSpec
 
 USER_LEAD = "\n\nUser:"
 ASSISTANT_LEAD = "\n\nAssistant:"
-
-AnswerCost = Callable[[str, int], Awaitable[int]]
-"""What an answer costs when sent back: (its text, the completion tokens the server reported)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +75,8 @@ class SessionTexts:
     vocab: Vocabulary
     framing: Framing = Framing()
     recount: Recount | None = None
+    resend_differs: bool = False
+    """Set-up's probe found an answer sent back costs other than its completion tokens."""
 
 
 async def answer_cost(oracle: TokenOracle, answer: str) -> int:
@@ -88,20 +87,24 @@ async def answer_cost(oracle: TokenOracle, answer: str) -> int:
     return max(0, full - base)
 
 
-def answer_costs(texts: SessionTexts, session: aiohttp.ClientSession) -> AnswerCost:
-    """The server's count, or a recount when set-up found the two differ."""
-    if texts.recount is None:
+class AnswerCosts:
+    """What answers cost when sent back: the server's completion count while it proves right,
+    the oracle's count of their text once it did not (at set-up's probe, or when a turn's
+    `usage.prompt_tokens` differs from its plan). Without a recount recipe (an approximate
+    oracle), the server's count is the best there is."""
 
-        async def reported(answer: str, completion_tokens: int) -> int:
-            return completion_tokens
+    def __init__(self, texts: SessionTexts, session: aiohttp.ClientSession) -> None:
+        self._oracle = texts.recount.oracle(session) if texts.recount else None
+        self.recounting = texts.resend_differs and self._oracle is not None
 
-        return reported
-    oracle = texts.recount.oracle(session)
+    def missed(self) -> None:
+        """A turn's planned prompt tokens were not the server's count of them."""
+        self.recounting = self._oracle is not None
 
-    async def recounted(answer: str, completion_tokens: int) -> int:
-        return await answer_cost(oracle, answer)
-
-    return recounted
+    async def cost(self, answer: str, completion_tokens: int) -> int:
+        if self.recounting and self._oracle is not None:
+            return await answer_cost(self._oracle, answer)
+        return completion_tokens
 
 
 class Conversations:
@@ -166,6 +169,11 @@ class Conversation:
             turn=self.turn,
             messages=messages,
         )
+
+    def rebase(self, reported: int) -> None:
+        """The server counted the last turn's prompt as `reported` tokens: later turns build on
+        that count (a plan that missed would otherwise carry its error to every later turn)."""
+        self.tokens = reported
 
     def add_answer(self, answer: str, tokens: int) -> None:
         """The answer to the last turn, and what it costs when sent back."""
