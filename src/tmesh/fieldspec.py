@@ -45,6 +45,20 @@ def option(default: Any, **spec: Any) -> Any:
     return dataclasses.field(default=default, metadata={"option": OptionSpec(**spec)})
 
 
+def parsed_by(parse: Callable[[str], Any]) -> Callable[[Any], str | None]:
+    """A `check` for options written as text that `parse` reads: its ValueError's message says
+    what the value must be."""
+
+    def check(value: Any) -> str | None:
+        try:
+            parse(str(value))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check
+
+
 def spec_of(field: dataclasses.Field[Any]) -> OptionSpec | None:
     found = field.metadata.get("option")
     return found if isinstance(found, OptionSpec) else None

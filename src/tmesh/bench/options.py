@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tmesh.bench.load.arrivals import arrival_problem
-from tmesh.bench.measure.goodput import slo_problem
-from tmesh.bench.measure.sessions import gap_buckets_problem
-from tmesh.fieldspec import option
+from tmesh.bench.load.arrivals import parse_arrival
+from tmesh.bench.measure.goodput import parse_slo
+from tmesh.bench.measure.sessions import parse_gap_buckets
+from tmesh.fieldspec import option, parsed_by
 from tmesh.results.records import APIS, THINK_TIME_DISTS, WORKLOADS, Api, ThinkTimeDist, Workload
 
 TARGET, SIZING, TRAFFIC, SESSIONS, GOODPUT, RUN, OUTPUT, TELEMETRY = (
@@ -163,7 +163,7 @@ class BenchmarkOptions:
         "poisson",
         group=TRAFFIC,
         metavar="KIND",
-        check=arrival_problem,
+        check=parsed_by(parse_arrival),
         help="spacing of open-loop arrivals (--request-rate, --session-rate): poisson, "
         "gamma:SHAPE or constant",
     )
@@ -220,14 +220,14 @@ class BenchmarkOptions:
         "5,30,120",
         group=SESSIONS,
         metavar="SECONDS",
-        check=gap_buckets_problem,
+        check=parsed_by(parse_gap_buckets),
         help="edges of the idle-gap buckets of the cache-survival curve",
     )
     slo: str | None = option(
         None,
         group=GOODPUT,
         metavar="LIMITS",
-        check=slo_problem,
+        check=parsed_by(parse_slo),
         help="latency limits in seconds for goodput, e.g. ttft=2,itl=0.05,e2e=30 (any subset)",
     )
     goodput_target: float = option(

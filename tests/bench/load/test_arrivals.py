@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from tmesh.bench.load.arrivals import (
     Arrival,
-    arrival_problem,
     parse_arrival,
     schedule,
     share,
     think_time,
 )
+from tmesh.fieldspec import parsed_by
 
 DRAWS = 20_000
 
@@ -33,7 +33,7 @@ DRAWS = 20_000
 )
 def test_arrival_kinds_parse(text: str, expected: Arrival) -> None:
     assert parse_arrival(text) == expected
-    assert arrival_problem(text) is None
+    assert parsed_by(parse_arrival)(text) is None
 
 
 @pytest.mark.parametrize(
@@ -48,7 +48,7 @@ def test_arrival_kinds_parse(text: str, expected: Arrival) -> None:
     ],
 )
 def test_bad_arrivals_say_what_they_must_be(text: str, says: str) -> None:
-    problem = arrival_problem(text)
+    problem = parsed_by(parse_arrival)(text)
     assert problem is not None and says in problem
 
 

@@ -52,15 +52,6 @@ def parse_arrival(text: str) -> Arrival:
     return Arrival("gamma", value)
 
 
-def arrival_problem(text: object) -> str | None:
-    """What `--arrival` must be instead of `text`, or None when it is fine."""
-    try:
-        parse_arrival(str(text))
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 def gaps(arrival: Arrival, rate: float, rng: random.Random) -> Iterator[float]:
     """Endless seconds between consecutive arrivals, `1 / rate` on average."""
     mean = 1.0 / rate

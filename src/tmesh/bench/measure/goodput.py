@@ -67,12 +67,3 @@ def parse_slo(text: str) -> Slo:
     if not limits:
         raise ValueError("at least one limit, like ttft=2")
     return Slo(**limits)
-
-
-def slo_problem(text: object) -> str | None:
-    """What `--slo` must be instead of `text`, or None when it is fine."""
-    try:
-        parse_slo(str(text))
-    except ValueError as exc:
-        return str(exc)
-    return None

@@ -39,15 +39,6 @@ def parse_gap_buckets(text: str) -> tuple[float, ...]:
     return edges
 
 
-def gap_buckets_problem(text: object) -> str | None:
-    """What `--gap-buckets` must be instead of `text`, or None when it is fine."""
-    try:
-        parse_gap_buckets(str(text))
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
 class _Slice:
     """Successful requests of one turn index or one gap bucket."""
 

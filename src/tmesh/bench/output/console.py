@@ -17,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tmesh.bench.output.traffic import summary_tables, traffic_pairs
+from tmesh.bench.output.traffic import Grid, summary_grids, traffic_pairs
 from tmesh.results.catalogue.metrics import (
     DECODE_THROUGHPUT,
     E2E,
@@ -301,8 +301,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
         if rows:
             console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
-    for table in summary_tables(summary):
-        console.print(table)
+    for grid in summary_grids(summary):
+        console.print(_grid_table(grid))
     if summary.error_messages:
         console.print(_table(summary.error_messages.items(), "First error of each kind"))
     if summary.verdict:
@@ -406,6 +406,17 @@ def _table(pairs: Iterable[tuple[str, str]], title: str) -> Table:
     table.add_column("value", justify="right")
     for label, value in pairs:
         table.add_row(label, value)
+    return table
+
+
+def _grid_table(grid: Grid) -> Table:
+    if grid.columns is None:
+        return _table(((row[0], row[1]) for row in grid.rows), grid.title)
+    table = Table(title=grid.title, title_justify="left")
+    for index, column in enumerate(grid.columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in grid.rows:
+        table.add_row(*row)
     return table
 
 

@@ -9,9 +9,8 @@ idle gap). Names, units and definitions come from `results.catalogue`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
-
-from rich.table import Table
 
 from tmesh.results.catalogue.metrics import (
     CAP_HITS,
@@ -138,15 +137,24 @@ def _breakdown_pair(
     return f"{title_case(breakdown.label)} ({names})", values
 
 
-def summary_tables(summary: RunSummary) -> list[Table]:
+@dataclass
+class Grid:
+    """A summary table's content: `columns` (None for label / value pairs) and rows of text."""
+
+    title: str
+    rows: Sequence[tuple[str, ...]]
+    columns: list[str] | None = None
+
+
+def summary_grids(summary: RunSummary) -> list[Grid]:
     """The summary's tables for a schedule, goodput and sessions (none for a plain run)."""
-    tables = []
+    grids = []
     rows = _schedule_rows(summary) + _goodput_rows(summary)
     if rows:
-        tables.append(_rows_table(rows, "Schedule and goodput"))
+        grids.append(Grid("Schedule and goodput", rows))
     if summary.sessions is not None:
-        tables.extend(_session_tables(summary.sessions))
-    return tables
+        grids.extend(_session_grids(summary.sessions))
+    return grids
 
 
 def _schedule_rows(summary: RunSummary) -> list[tuple[str, str]]:
@@ -180,40 +188,30 @@ def _goodput_rows(summary: RunSummary) -> list[tuple[str, str]]:
     ]
 
 
-def _session_tables(sessions: SessionStats) -> list[Table]:
-    totals = _rows_table(session_pairs(sessions)[:1], "Sessions")
-    by_turn = _table("By turn (turn 1 is cold by construction)", ["turn", "n", *STATS, *(
-        b.label for b in BY_TURN[1:])])  # fmt: skip
-    for turn in sessions.by_turn:
-        by_turn.add_row(
-            turn_label(turn), str(turn.requests),
+def _session_grids(sessions: SessionStats) -> list[Grid]:
+    by_turn = [
+        (
+            turn_label(turn),
+            str(turn.requests),
             *(console_value(stat_of(turn.ttft, stat), SECONDS) for stat in STATS),
             *(console_value(b.value(turn), b.unit) for b in BY_TURN[1:]),
-        )  # fmt: skip
-    by_gap = _table(
-        "By idle gap since the session's previous turn: the cache-survival curve",
-        ["idle gap", "n", *(b.label for b in BY_GAP)],
-    )
-    for gap in sessions.by_gap:
-        by_gap.add_row(
-            gap_label(gap),
-            str(gap.requests),
-            *(console_value(b.value(gap), b.unit) for b in BY_GAP),
         )
-    return [totals, by_turn, by_gap]
-
-
-def _table(title: str, columns: list[str]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 else "right")
-    return table
-
-
-def _rows_table(rows: Pairs, title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for label, value in rows:
-        table.add_row(label, value)
-    return table
+        for turn in sessions.by_turn
+    ]
+    by_gap = [
+        (gap_label(gap), str(gap.requests), *(console_value(b.value(gap), b.unit) for b in BY_GAP))
+        for gap in sessions.by_gap
+    ]
+    return [
+        Grid("Sessions", session_pairs(sessions)[:1]),
+        Grid(
+            "By turn (turn 1 is cold by construction)",
+            by_turn,
+            ["turn", "n", *(f"TTFT {stat}" for stat in STATS), *(b.label for b in BY_TURN[1:])],
+        ),
+        Grid(
+            "By idle gap since the session's previous turn: the cache-survival curve",
+            by_gap,
+            ["idle gap", "n", *(b.label for b in BY_GAP)],
+        ),
+    ]
