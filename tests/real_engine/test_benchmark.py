@@ -23,8 +23,8 @@ import pytest
 from conftest import SERVED_MODEL, RealVLLM
 from engine_client import scrape
 
+from tmesh.bench.workload.counting import choose_oracle
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
-from tmesh.bench.workload.tokens import choose_oracle
 from tmesh.results.records import WorkloadSpec
 
 pytestmark = pytest.mark.real_engine

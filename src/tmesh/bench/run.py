@@ -20,6 +20,7 @@ from typing import Any
 
 from tmesh import __version__
 from tmesh.bench.endpoint.capabilities import probe_ignore_eos
+from tmesh.bench.endpoint.dialects import ContextLimit
 from tmesh.bench.endpoint.discovery import Discovery, auth_headers, discover, normalize_endpoint
 from tmesh.bench.endpoint.models import kv_bytes_per_token
 from tmesh.bench.endpoint.session import open_session
@@ -35,10 +36,10 @@ from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
+from tmesh.bench.workload.counting import choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.schedule import tiling_plans
 from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
-from tmesh.bench.workload.tokens import choose_oracle
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
@@ -52,6 +53,8 @@ from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
+# Tokens a question adds at most, before the prompts exist to say exactly.
+QUESTION_ROOM = 64
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -107,14 +110,18 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
         ignore_eos = await probe_ignore_eos(session, base_url, found.model, spec.api, headers)
         view.progress("choosing a token counter…")
         oracle = await choose_oracle(
-            session, base_url, found.model, spec.api, headers, tokenizer=opts.tokenizer
-        )
+            session, base_url, found.model, spec.api, headers, opts.tokenizer,
+            progress=view.progress,
+        )  # fmt: skip
+        overhead = await request_overhead(session, base_url, found.model, spec.api, headers, oracle)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
+        prompt_set.overhead = overhead or 0
         view.progress(
             f"built {spec.num_contexts} contexts of {spec.input_length} tokens "
             f"with {oracle.name} in {time.monotonic() - started:.1f} s"
         )
+    _check_fits(spec, prompt_set, found.context)
     return Prepared(base_url, found, spec, prompt_set, ignore_eos)
 
 
@@ -137,13 +144,31 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
         seed=opts.seed,
         api=opts.api,
     )
-    limit = found.max_model_len
-    if limit is not None and spec.input_length + spec.output_length + 64 > limit:
-        raise BenchmarkError(
-            f"--input-length {spec.input_length} + --output-length {spec.output_length} (plus a "
-            f"question) exceeds the model's max_model_len {limit}; pass smaller lengths"
-        )
+    limit = found.context
+    if limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens:
+        raise BenchmarkError(_too_long(spec, limit, "plus a question"))
     return spec
+
+
+def _check_fits(spec: WorkloadSpec, prompts: PromptSet, limit: ContextLimit | None) -> None:
+    """The longest prompt as planned, with the output, must fit the server's context: a server
+    refuses a longer prompt, or stops generating early, on every request."""
+    if limit is None or not prompts.context_tokens:
+        return
+    longest = max(
+        context + max(questions) + prompts.overhead
+        for context, questions in zip(prompts.context_tokens, prompts.question_tokens, strict=True)
+    )
+    if longest + spec.output_length > limit.tokens:
+        raise BenchmarkError(_too_long(spec, limit, f"a prompt of up to {longest} tokens"))
+
+
+def _too_long(spec: WorkloadSpec, limit: ContextLimit, prompt: str) -> str:
+    return (
+        f"--input-length {spec.input_length} + --output-length {spec.output_length} ({prompt}) "
+        f"exceeds the server's context of {limit.tokens} tokens ({limit.source}); "
+        "pass smaller lengths"
+    )
 
 
 def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
@@ -156,10 +181,12 @@ def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
         "api_key": mask_key(opts.api_key) if opts.api_key else None,
         "model": prep.spec.model,
         "models_found": prep.discovery.models,
-        "max_model_len": prep.discovery.max_model_len,
+        "max_model_len": prep.discovery.context.tokens if prep.discovery.context else None,
+        "context_source": prep.discovery.context.source if prep.discovery.context else None,
         "workload": asdict(prep.spec),
         "token_oracle": prep.prompts.oracle,
         "tokens_exact": prep.prompts.exact,
+        "request_overhead_tokens": prep.prompts.overhead,
         "ignore_eos": prep.ignore_eos,
         "options": options,
         "command": masked_argv(sys.argv, opts.api_key),

@@ -97,7 +97,8 @@ async def _benchmark(opts: BenchmarkOptions, view: View) -> Outcome:
     prep = await prepare(opts, view)
     if opts.duration is None and opts.max_requests is None:
         view.out(RUN_FOREVER_NOTE)
-    view.out(format_workload(prep.spec, prep.prompts.oracle, prep.prompts.exact))
+    prompts = prep.prompts
+    view.out(format_workload(prep.spec, prompts.oracle, prompts.exact, prompts.overhead))
     view.start()
     return await measure(opts, prep, view)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 from net_helpers import refused_url, serve_app
 
+from tmesh.bench.endpoint.dialects import ContextLimit
 from tmesh.bench.endpoint.discovery import (
     Discovery,
     DiscoveryError,
@@ -108,6 +109,8 @@ class FakeServer:
     auth_seen: list[str | None] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     base_url: str = ""
+    pages: dict[str, object] = field(default_factory=dict)
+    pages_asked: list[str] = field(default_factory=list)
 
     def models(self, *entries: dict) -> None:
         self.body = orjson.dumps({"object": "list", "data": list(entries)})
@@ -118,12 +121,22 @@ class FakeServer:
             await self.release.wait()
         return web.Response(status=self.status, body=self.body, content_type=self.content_type)
 
+    async def page(self, request: web.Request) -> web.Response:
+        """Any other page of the server: the JSON a test put there, else 404."""
+        self.pages_asked.append(request.path)
+        if request.path not in self.pages:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(
+            body=orjson.dumps(self.pages[request.path]), content_type="application/json"
+        )
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[FakeServer]:
     fake = FakeServer()
     app = web.Application()
     app.router.add_get("/v1/models", fake.handle)
+    app.router.add_get("/{page:.*}", fake.page)
     async with serve_app(app) as url:
         fake.base_url = f"{url}/v1"
         yield fake
@@ -148,15 +161,31 @@ async def _fail(session: aiohttp.ClientSession, base_url: str, **kwargs: object)
 async def test_single_model_is_used_with_bearer_key(server, session) -> None:
     server.models(_entry("openai/gpt-oss-20b", max_model_len=131072))
     found = await discover(session, server.base_url, KEY, None, 5.0)
-    assert found == Discovery(server.base_url, ["openai/gpt-oss-20b"], "openai/gpt-oss-20b", 131072)
+    limit = ContextLimit(131072, "max_model_len in /v1/models")
+    assert found == Discovery(server.base_url, ["openai/gpt-oss-20b"], "openai/gpt-oss-20b", limit)
+    assert server.pages_asked == []
     assert server.auth_seen == [f"Bearer {KEY}"]
 
 
 async def test_no_key_sends_no_authorization(server, session) -> None:
     server.models(_entry("m"))
     found = await discover(session, server.base_url, None, None, 5.0)
-    assert found.max_model_len is None
+    assert found.context is None
     assert server.auth_seen == [None]
+    assert server.pages_asked == ["/props", "/info", "/get_server_info"]
+
+
+async def test_llamacpp_states_its_per_slot_context_in_the_model_meta(server, session) -> None:
+    server.models(_entry("tiny-llama", meta={"n_ctx": 8192, "n_ctx_train": 8192}))
+    found = await discover(session, server.base_url, None, None, 5.0)
+    assert found.context == ContextLimit(8192, "meta.n_ctx in /v1/models")
+
+
+async def test_context_from_a_server_page_when_the_model_list_has_none(server, session) -> None:
+    server.models(_entry("m"))
+    server.pages["/info"] = {"max_input_tokens": 4095, "max_total_tokens": 4096}
+    found = await discover(session, server.base_url, None, None, 5.0)
+    assert found.context == ContextLimit(4096, "/info (TGI)")
 
 
 async def test_several_models_first_or_requested(server, session) -> None:

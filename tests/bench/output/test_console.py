@@ -227,7 +227,7 @@ def test_run_forever_note_is_the_seeds() -> None:
 
 
 def test_workload_block_seed_labels_then_ours() -> None:
-    assert console.format_workload(SPEC, "server /tokenize", True).splitlines() == [
+    assert console.format_workload(SPEC, "server /tokenize", True, 10).splitlines() == [
         "Workload Specifications:",
         "Model: openai/gpt-oss-20b",
         "Number of Contexts: 61",
@@ -236,6 +236,7 @@ def test_workload_block_seed_labels_then_ours() -> None:
         "Input Length: 32000",
         "Output Length: 100",
         "Token Counting: server /tokenize (exact)",
+        "Tokens the Server Adds per Request: 10 (BOS, chat template)",
         "KV Bytes per Token: 49152",
     ]
     assert "(approximate)" in console.format_workload(SPEC, "estimate", False)

@@ -18,10 +18,12 @@ from urllib.parse import SplitResult, urlsplit
 import aiohttp
 import orjson
 
+from tmesh.bench.endpoint.dialects import CONTEXT_PROBES, ContextLimit, context_from_model
 from tmesh.bench.endpoint.openai import ALL_ROUTES, MODELS_ROUTE
 from tmesh.text import one_line, scrub
 
 SCHEMES = ("http", "https")
+PROBE_TIMEOUT_S = 5.0
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 
@@ -41,12 +43,13 @@ class DiscoveryError(Exception):
 
 @dataclass(frozen=True)
 class Discovery:
-    """What `GET /v1/models` told us; `max_model_len` is vLLM's extension, None elsewhere."""
+    """What the server told us: its models, the one chosen, and the most tokens one request may
+    hold, with where it said so (None when no page of it states a limit)."""
 
     base_url: str
     models: list[str]
     model: str
-    max_model_len: int | None
+    context: ContextLimit | None
 
 
 def normalize_endpoint(url: str) -> str:
@@ -121,11 +124,26 @@ async def discover(
     names = [entry["id"] for entry in entries]
     chosen = _choose(names, model, url, api_key)
     entry = entries[names.index(chosen)]
-    limit = entry.get("max_model_len")
-    max_len = (
-        limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
-    )
-    return Discovery(base_url, names, chosen, max_len)
+    limit = context_from_model(entry) or await _probe_context(session, base_url, api_key)
+    return Discovery(base_url, names, chosen, limit)
+
+
+async def _probe_context(
+    session: aiohttp.ClientSession, base_url: str, api_key: str | None
+) -> ContextLimit | None:
+    """The context length from the first server page that states one (llama.cpp's `/props`,
+    TGI's `/info`, SGLang's `/get_server_info`); pages that fail or do not exist are passed over:
+    the limit is a check worth having, not a reason to stop."""
+    root = base_url.removesuffix("/v1")
+    for probe in CONTEXT_PROBES:
+        try:
+            status, _, body = await _get(session, root + probe.path, api_key, PROBE_TIMEOUT_S)
+            limit = probe.limit(orjson.loads(body)) if status == 200 else None
+        except (DiscoveryError, orjson.JSONDecodeError):
+            continue
+        if limit is not None:
+            return limit
+    return None
 
 
 async def _get(

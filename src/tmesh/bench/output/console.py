@@ -75,8 +75,9 @@ def format_discovery(
     return "\n".join(lines)
 
 
-def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool) -> str:
-    """The "Workload Specifications" block, then how tokens were counted and the KV size."""
+def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool, overhead: int = 0) -> str:
+    """The "Workload Specifications" block, then how tokens were counted, what the server adds to
+    each request (so `usage.prompt_tokens` = context + question + that), and the KV size."""
     kv = "unknown" if spec.kv_bytes_per_token is None else f"{spec.kv_bytes_per_token}"
     return "\n".join(
         [
@@ -88,6 +89,7 @@ def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool) -> str:
             f"Input Length: {spec.input_length}",
             f"Output Length: {spec.output_length}",
             f"Token Counting: {oracle_name} ({'exact' if exact else 'approximate'})",
+            f"Tokens the Server Adds per Request: {overhead} (BOS, chat template)",
             f"KV Bytes per Token: {kv}",
         ]
     )
