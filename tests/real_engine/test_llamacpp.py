@@ -11,8 +11,8 @@ so revisits skip their prefill.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import statistics
 import subprocess
 import sys
