@@ -1,4 +1,4 @@
-"""What the user reads: the 5-second block, the final summary and a live view.
+"""What the user reads: the 5-second block and the final summary.
 
 The first twelve lines of the 5-second block are tmesh-cli's published output format: people grep
 and parse them, so their labels and order never change, and each value carries its unit after a
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import orjson
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -337,36 +336,6 @@ def _metrics_table(s: RunSummary) -> Table:
 
 def _metric_cells(m: MetricStats, unit: str) -> list[str]:
     return [f"{m.count}", *(console_value(stat_of(m, stat), unit) for stat in STATS)]
-
-
-class LiveView:
-    """`--live`: the latest 5-second block as a table redrawn in place, with time left if known."""
-
-    def __init__(self, duration: float | None = None, console: Console | None = None) -> None:
-        self.duration = duration
-        self._live = Live(_table([], "waiting for the first interval…"), console=console)
-
-    def start(self) -> None:
-        self._live.start()
-
-    def update(self, snap: IntervalSnapshot) -> None:
-        self._live.update(_table(interval_lines(snap), self._title(snap.elapsed)), refresh=True)
-
-    def stop(self) -> None:
-        self._live.stop()
-
-    def __enter__(self) -> LiveView:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _title(self, elapsed: float) -> str:
-        if self.duration is None:
-            return f"tmesh benchmark: {elapsed:.0f} s elapsed (Ctrl-C to stop)"
-        left = max(0.0, self.duration - elapsed)
-        return f"tmesh benchmark: {elapsed:.0f} s elapsed, {left:.0f} s left"
 
 
 def _table(pairs: Iterable[tuple[str, str]], title: str) -> Table:
