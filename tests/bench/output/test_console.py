@@ -1,4 +1,4 @@
-"""Console text: the seed's labels and order (golden), extra lines, JSON, summary, live view."""
+"""Console text: the seed's labels and order (golden), extra lines, JSON, summary."""
 
 from __future__ import annotations
 
@@ -299,16 +299,6 @@ def test_summary_shows_server_view_when_present() -> None:
     assert "Server metrics over the run" in text
     assert "GPU 25.0%" in text
     assert "2.0 KiB" in text
-
-
-def test_live_view_shows_time_left() -> None:
-    out = io.StringIO()
-    view = console.LiveView(duration=60.0, console=Console(file=out, width=120))
-    with view:
-        view.update(seed_snapshot())
-    text = out.getvalue()
-    assert "10 s elapsed, 50 s left" in text
-    assert "Global Average TTFT" in text
 
 
 def test_client_limit_warning_names_the_cause() -> None:

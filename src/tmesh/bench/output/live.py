@@ -27,7 +27,7 @@ from tmesh.results.records import IntervalSnapshot
 MIN_SIZE = (80, 24)
 """Columns and rows below which the dashboard would clip its charts to nothing."""
 REFRESH_PER_SECOND = 1.0
-TRENDS_SHARE = 0.55
+TRENDS_SHARE = 0.5
 """Part of the width the charts take; the figures of the last interval take the rest."""
 FOOT_SHARE = 0.4
 """At most this part of the height goes to the panels across the bottom."""
@@ -146,7 +146,7 @@ class Dashboard:
     def _stack(self, place: Place, width: int, budget: int) -> list[Layout]:
         """Boxes across the screen, each as tall as its lines, while they fit in `budget` rows."""
         boxes = []
-        for panel, lines in self._rendered(place, width):
+        for panel, lines in self._rendered(place, width, budget - BORDER):
             size = len(lines) + BORDER
             if size > budget:
                 break
@@ -157,7 +157,7 @@ class Dashboard:
     def _column(self, place: Place, width: int, height: int) -> Layout:
         """A column of boxes: each as tall as its lines, the last one taking what is left."""
         column = Layout()
-        rendered = self._rendered(place, width)
+        rendered = self._rendered(place, width, height - BORDER)
         if not rendered:
             column.update(Text(""))
             return column
@@ -169,13 +169,13 @@ class Dashboard:
         column.split_column(*parts)
         return column
 
-    def _rendered(self, place: Place, width: int) -> list[tuple[Panel, list[Text]]]:
+    def _rendered(self, place: Place, width: int, height: int) -> list[tuple[Panel, list[Text]]]:
         inner = width - BORDER - PADDING
         found = []
         for panel in self.panels:
             if panel.place != place:
                 continue
-            lines = panel.render(self.history, inner)
+            lines = panel.render(self.history, inner, height)
             if lines:
                 found.append((panel, lines))
         return found

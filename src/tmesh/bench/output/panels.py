@@ -18,7 +18,7 @@ from typing import Literal
 from rich.text import Text
 
 from tmesh.bench.output.console import client_limit_warning, interval_lines
-from tmesh.bench.output.trend import Series, sparkline
+from tmesh.bench.output.trend import Series, chart
 from tmesh.results.catalogue.metrics import ITL, QPS, VISITS
 from tmesh.results.catalogue.server import LINES, ServerMetric
 from tmesh.results.catalogue.units import NOT_AVAILABLE, console_value
@@ -28,9 +28,8 @@ Place = Literal["alert", "trends", "numbers", "foot"]
 """Where a panel goes: across the top (`alert`), the left column of charts (`trends`), the right
 column of figures (`numbers`), or across the bottom (`foot`)."""
 NOTES_KEPT = 3
-LABEL_WIDTH = 17
-VALUE_WIDTH = 14
-PEAK_WIDTH = 12
+LABEL_WIDTH = 18
+VALUE_WIDTH = 16
 
 
 @dataclass(frozen=True)
@@ -73,12 +72,13 @@ class History:
         return self._series[trend.key].values()
 
 
-Render = Callable[[History, int], list[Text] | None]
+Render = Callable[[History, int, int], list[Text] | None]
 
 
 @dataclass(frozen=True)
 class Panel:
-    """A box of the dashboard: `render(history, width)` gives its lines for an inner width."""
+    """A box of the dashboard: `render(history, width, height)` gives its lines for an inner
+    width; `height` is the rows it may take (more lines are cut), for panels that can grow."""
 
     title: str
     place: Place
@@ -118,29 +118,36 @@ TRENDS = (
 """The charts of every run: QPS, TTFT by visit, ITL, each tier's hit rate, in-flight."""
 
 
-def trend_lines(trends: Sequence[Trend], history: History, width: int) -> list[Text] | None:
-    """`label  ▁▂▅▇█  now  peak` for each trend that has had a value; None before any has."""
+MAX_CHART_ROWS = 3
+
+
+def trend_lines(
+    trends: Sequence[Trend], history: History, width: int, height: int
+) -> list[Text] | None:
+    """For each trend that has had a value: its label, its chart over the run (taller when the
+    rows allow), its latest value and its peak; None before any has a value."""
     snap = history.latest
     if snap is None:
         return None
+    shown = [(trend, history.values(trend)) for trend in trends]
+    shown = [(trend, values) for trend, values in shown if any(v is not None for v in values)]
+    if not shown:
+        return None
+    rows = max(1, min(MAX_CHART_ROWS, height // len(shown)))
+    chart_width = max(1, width - LABEL_WIDTH - VALUE_WIDTH - 2)
     lines = []
-    chart = width - LABEL_WIDTH - VALUE_WIDTH - 2
-    show_peak = chart - PEAK_WIDTH >= 12
-    if show_peak:
-        chart -= PEAK_WIDTH
-    for trend in trends:
-        values = history.values(trend)
-        seen = [v for v in values if v is not None]
-        if not seen:
-            continue
+    for trend, values in shown:
         ceiling = trend.ceiling(snap) if trend.ceiling else None
-        line = Text(f"{trend.label:<{LABEL_WIDTH}}"[:LABEL_WIDTH], style="bold")
-        line.append(sparkline(values, max(chart, 1), ceiling), style="cyan")
-        line.append(f" {_now(trend, snap):>{VALUE_WIDTH}}")
-        if show_peak:
-            line.append(f" peak {console_value(max(seen), trend.unit)}"[:PEAK_WIDTH], "dim")
-        lines.append(line)
-    return lines or None
+        peak = max(v for v in values if v is not None)
+        side = [_now(trend, snap), f"peak {console_value(peak, trend.unit)}"]
+        for row, bars in enumerate(chart(values, chart_width, rows, ceiling)):
+            label = trend.label if row == 0 else ""
+            line = Text(f"{label[: LABEL_WIDTH - 1]:<{LABEL_WIDTH}}", style="bold")
+            line.append(f"{bars:<{chart_width}}", style="cyan")
+            beside = side[row] if row < len(side) else ""
+            line.append(f" {beside:>{VALUE_WIDTH}}"[: VALUE_WIDTH + 1])
+            lines.append(line)
+    return lines
 
 
 def _now(trend: Trend, snap: IntervalSnapshot) -> str:
@@ -154,7 +161,7 @@ _ELSEWHERE = ("Errors", "First Error", "WARNING")
 """Lines of the 5-second block the dashboard shows in panels of their own."""
 
 
-def number_lines(history: History, width: int) -> list[Text] | None:
+def number_lines(history: History, width: int, height: int) -> list[Text] | None:
     """The 5-second block's figures, label then value, each cut to the width."""
     if history.latest is None:
         return [Text("waiting for the first interval…", style="dim")]
@@ -169,7 +176,7 @@ def number_lines(history: History, width: int) -> list[Text] | None:
     return lines
 
 
-def error_lines(history: History, width: int) -> list[Text] | None:
+def error_lines(history: History, width: int, height: int) -> list[Text] | None:
     """Each error kind: how many so far and in the last interval, and its first message."""
     snap = history.latest
     if snap is None:
@@ -189,7 +196,7 @@ def error_lines(history: History, width: int) -> list[Text] | None:
     return lines
 
 
-def verdict_lines(history: History, width: int) -> list[Text] | None:
+def verdict_lines(history: History, width: int, height: int) -> list[Text] | None:
     """The cache verdict on the run so far, as the interval snapshots state it."""
     verdict = history.latest.verdict if history.latest else None
     if not verdict:
@@ -197,7 +204,7 @@ def verdict_lines(history: History, width: int) -> list[Text] | None:
     return [Text(line) for line in textwrap.wrap(verdict, max(width, 20))]
 
 
-def warning_lines(history: History, width: int) -> list[Text] | None:
+def warning_lines(history: History, width: int, height: int) -> list[Text] | None:
     """The client-health warning while it holds; a quiet reminder once it has held before."""
     warning = client_limit_warning(history.latest.health) if history.latest else None
     if warning:
@@ -209,7 +216,7 @@ def warning_lines(history: History, width: int) -> list[Text] | None:
     return None
 
 
-def note_lines(history: History, width: int) -> list[Text] | None:
+def note_lines(history: History, width: int, height: int) -> list[Text] | None:
     """What the benchmark said on stderr during the run (also printed there once it ends)."""
     if not history.notes:
         return None
@@ -223,7 +230,7 @@ def note_lines(history: History, width: int) -> list[Text] | None:
 
 PANELS = (
     Panel("Client limit", "alert", warning_lines),
-    Panel("Over the run", "trends", lambda h, w: trend_lines(TRENDS, h, w), TRENDS),
+    Panel("Over the run", "trends", lambda h, w, rows: trend_lines(TRENDS, h, w, rows), TRENDS),
     Panel("Last interval", "numbers", number_lines),
     Panel("Errors by kind", "foot", error_lines),
     Panel("Cache verdict so far", "foot", verdict_lines),

@@ -74,20 +74,32 @@ def columns(values: Sequence[float | None], width: int) -> list[float | None]:
 
 
 def sparkline(values: Sequence[float | None], width: int, ceiling: float | None = None) -> str:
-    """One bar per column, from zero to `ceiling` (default: the largest value shown).
+    """One row of bars: `chart` with a single row."""
+    return chart(values, width, 1, ceiling)[0]
+
+
+def chart(
+    values: Sequence[float | None], width: int, rows: int = 1, ceiling: float | None = None
+) -> list[str]:
+    """`rows` lines of bars (top line first), one column per value, from zero to `ceiling`
+    (default: the largest value shown); each row holds eight levels of a bar.
 
     Bars start at zero rather than at the smallest value, so a flat series looks flat and a drop
-    from 8 to 7 QPS is not drawn as a fall to nothing.
+    from 8 to 7 QPS is not drawn as a fall to nothing. A zero is the lowest bar, drawn; a column
+    without a value is left blank.
     """
     shown = columns(values, width)
     top = ceiling if ceiling is not None else max((v for v in shown if v is not None), default=0)
-    bars = []
-    for value in shown:
+    steps = len(BARS) * rows
+    grid = [[GAP] * len(shown) for _ in range(rows)]
+    for column, value in enumerate(shown):
         if value is None:
-            bars.append(GAP)
-        elif top <= 0:
-            bars.append(BARS[0])
-        else:
-            level = round(min(max(value, 0.0), top) / top * (len(BARS) - 1))
-            bars.append(BARS[level])
-    return "".join(bars)
+            continue
+        height = round(min(max(value, 0.0), top) / top * steps) if top > 0 else 0
+        for row in range(rows):
+            fill = height - row * len(BARS)
+            if fill > 0:
+                grid[row][column] = BARS[min(fill, len(BARS)) - 1]
+        if height == 0:
+            grid[0][column] = BARS[0]
+    return ["".join(line) for line in reversed(grid)]
