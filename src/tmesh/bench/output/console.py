@@ -34,6 +34,7 @@ from tmesh.results.catalogue.metrics import (
     stat_of,
     title_case,
 )
+from tmesh.results.catalogue.outcomes import error_kind_meaning, stop_reason_words
 from tmesh.results.catalogue.server import LINES, SERVER, SOURCES, TMESH, ServerLine
 from tmesh.results.catalogue.units import COUNT, console_value, console_values
 from tmesh.results.records import (
@@ -272,7 +273,9 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         if rows:
             console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
     if summary.error_messages:
-        console.print(_table(summary.error_messages.items(), "First error of each kind"))
+        errors = summary.error_messages.items()
+        rows = [(kind, text, error_kind_meaning(kind)) for kind, text in errors]
+        console.print(_explained_table(rows, "First error of each kind", wrap_values=True))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 
@@ -285,7 +288,7 @@ def _run_table(s: RunSummary) -> Table:
     if steady:
         table.add_column(f"steady state (after {s.warmup_seconds:g} s)", justify="right")
     rows = [
-        ("Stop reason", s.stop_reason, ""),
+        ("Stop reason", stop_reason_words(s.stop_reason), ""),
         ("Elapsed", f"{s.elapsed:.1f} s", f"{max(0.0, s.elapsed - s.warmup_seconds):.1f} s"),
         (
             TOTAL_REQUESTS.console,
@@ -319,7 +322,12 @@ def _failures(w: WindowStats) -> str:
 
 
 def _metrics_table(s: RunSummary) -> Table:
-    table = Table(title="Per-request metrics", title_justify="left")
+    table = Table(
+        title="Per-request metrics",
+        title_justify="left",
+        caption=_METRICS_CAPTION,
+        caption_justify="left",
+    )
     for name in ("metric", "window", "n", *STATS):
         table.add_column(name, justify="left" if name in ("metric", "window") else "right")
     windows = [("overall", s.overall)]
@@ -334,25 +342,27 @@ def _metrics_table(s: RunSummary) -> Table:
     return table
 
 
+_METRICS_CAPTION = " · ".join(
+    [
+        *(f"{q.short}: {q.definition.split(':')[0]}" for q in QUANTITIES if ":" in q.definition),
+        *(f"{v.key} ({v.label}): {v.meaning}" for v in VISITS),
+    ]
+)
+"""What the table's abbreviations and the two kinds of visit mean."""
+
+
 def _metric_cells(m: MetricStats, unit: str) -> list[str]:
     return [f"{m.count}", *(console_value(stat_of(m, stat), unit) for stat in STATS)]
 
 
-def _table(pairs: Iterable[tuple[str, str]], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for label, value in pairs:
-        table.add_row(label, value)
-    return table
-
-
-def _explained_table(rows: Iterable[tuple[str, str, str]], title: str) -> Table:
+def _explained_table(
+    rows: Iterable[tuple[str, str, str]], title: str, wrap_values: bool = False
+) -> Table:
     """Each line's name with what it means beneath it, and its value beside: three columns
     would leave the meanings a sliver of a 120-column pipe beside the longest values."""
     table = Table(title=title, title_justify="left", show_header=False, show_lines=True)
     table.add_column("metric")
-    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("value", justify="left" if wrap_values else "right", no_wrap=not wrap_values)
     for label, value, meaning in rows:
         table.add_row(Text.assemble(label, "\n", (meaning, "dim")), value)
     return table
