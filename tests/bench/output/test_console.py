@@ -316,7 +316,7 @@ def test_summary_says_why_it_stopped_and_what_its_abbreviations_mean() -> None:
     s = summary(0.0)
     s.stop_reason = "max-requests"
     s.error_messages = {"timeout": "no byte for 300 s"}
-    text = rendered(s)
+    text = " ".join(rendered(s).split())
     assert "--max-requests finished" in text
     assert "max-requests " not in text.replace("--max-requests", "")
     assert "TTFT: time to first token" in text and "ITL: inter-token latency" in text
