@@ -8,7 +8,9 @@ blocks, which is what a file or a pipe can hold.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +22,13 @@ from tmesh.bench.output.live import MIN_SIZE, Dashboard, fits
 from tmesh.results.records import IntervalSnapshot, RunSummary
 
 PIPE_WIDTH = 120
+
+
+def _without_size(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment less COLUMNS and LINES: exported once, they would pin the dashboard to
+    the size the terminal had then (rich prefers them to the terminal's own), through every
+    resize since."""
+    return {key: value for key, value in environ.items() if key not in ("COLUMNS", "LINES")}
 
 
 class View:
@@ -80,7 +89,7 @@ class View:
         """The run starts: bring up the dashboard if `--live` asked for it and it can be shown."""
         if not self.live or self.quiet:
             return
-        screen = Console(file=self._stdout)
+        screen = Console(file=self._stdout, _environ=_without_size(os.environ))
         width, height = screen.size
         if not screen.is_terminal:
             self.progress("--live: stdout is not a terminal; printing the text blocks instead")
