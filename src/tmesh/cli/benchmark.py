@@ -96,6 +96,8 @@ def check_flags(opts: BenchmarkOptions) -> None:
 def run(opts: BenchmarkOptions) -> int:
     """The benchmark: the checks that need no server, then the demo engine if asked for, then
     discovery and the run; every ending an exit code."""
+    if opts.demo and opts.duration is None and opts.max_requests is None:
+        opts.duration = DEMO_DURATION_S
     view = View(opts.quiet, opts.json, opts.live, opts.duration)
     try:
         local = check_local(opts)
@@ -132,8 +134,6 @@ def _target(opts: BenchmarkOptions, view: View) -> Iterator[None]:
         yield
         return
     opts.profile = opts.profile or DEFAULT_PROFILE
-    if opts.duration is None and opts.max_requests is None:
-        opts.duration = DEMO_DURATION_S
     view.progress(f"starting the simulated engine (profile {opts.profile})…")
     with demo_engine(opts.profile) as url:
         opts.endpoint = url
