@@ -267,6 +267,7 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     """
     console.print(_run_table(summary))
     console.print(_metrics_table(summary))
+    console.print(Text(_METRICS_CAPTION, style="dim"))
     lines = _server_lines(summary.server or {})
     for source, words in SOURCES:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
@@ -322,12 +323,7 @@ def _failures(w: WindowStats) -> str:
 
 
 def _metrics_table(s: RunSummary) -> Table:
-    table = Table(
-        title="Per-request metrics",
-        title_justify="left",
-        caption=_METRICS_CAPTION,
-        caption_justify="left",
-    )
+    table = Table(title="Per-request metrics", title_justify="left")
     for name in ("metric", "window", "n", *STATS):
         table.add_column(name, justify="left" if name in ("metric", "window") else "right")
     windows = [("overall", s.overall)]
