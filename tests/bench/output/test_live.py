@@ -206,3 +206,28 @@ def test_live_on_a_pipe_prints_the_text_blocks() -> None:
         "--live: stdout is not a terminal; printing the text blocks instead",
         "a note",
     ]
+
+
+class TtyText(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_countdown_rewrites_one_line_on_a_terminal_and_ends_it_before_more() -> None:
+    err = TtyText()
+    view = View(stdout=io.StringIO(), stderr=err)
+    view.countdown("waiting: 29 s")
+    view.countdown("waiting: 28 s")
+    view.progress("choosing a token counter…")
+    assert err.getvalue() == (
+        "\rwaiting: 29 s\x1b[K\rwaiting: 28 s\x1b[K\nchoosing a token counter…\n"
+    )
+
+
+def test_the_countdown_is_a_line_each_elsewhere_and_nothing_when_quiet() -> None:
+    err = io.StringIO()
+    View(stdout=io.StringIO(), stderr=err).countdown("waiting: 29 s")
+    assert err.getvalue() == "waiting: 29 s\n"
+    quiet = io.StringIO()
+    View(quiet=True, stdout=io.StringIO(), stderr=quiet).countdown("waiting: 29 s")
+    assert quiet.getvalue() == ""
