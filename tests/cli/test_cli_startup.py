@@ -17,7 +17,10 @@ from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, cli_command, cli_env, read_
 from tmesh.sim.server import start_simulator
 
 # Each bad input must be refused this fast (the process's whole life, Python's start included).
+# About 0.5 s on an idle machine (benchmarks/bad_inputs.py); a process slowed past the limit by
+# other load is tried again, up to ATTEMPTS times in all, and judged by its fastest attempt.
 REFUSED_WITHIN_S = 2.0
+ATTEMPTS = 3
 
 
 class Tripwire:
@@ -76,24 +79,29 @@ async def test_bad_inputs_are_refused_before_any_request(tripwire: Tripwire, tmp
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         cases = _bad_inputs(tmp_path, busy.getsockname()[1])
-        timings = {}
+        timings: dict[str, list[float]] = {}
         for name, flags, fragment in cases:
             if "--output-dir" not in flags:
                 flags = [*flags, "--output-dir", str(tmp_path / "never")]
-            started = time.monotonic()
-            result = await run_cli("benchmark", "--endpoint", tripwire.url, *SMALL_WORKLOAD, *flags)
-            timings[name] = time.monotonic() - started
-            assert result.code == 2, (name, result.stdout, result.stderr)
-            assert result.stdout == "", name
-            lines = result.stderr.splitlines()
-            assert len(lines) == 1 and lines[0].startswith("tmesh-cli: error: "), (name, lines)
-            assert fragment in lines[0], (name, lines[0])
-            assert tripwire.connections == 0, name
+            timings[name] = []
+            slow = REFUSED_WITHIN_S
+            while len(timings[name]) < ATTEMPTS and min(timings[name], default=slow) >= slow:
+                started = time.monotonic()
+                result = await run_cli(
+                    "benchmark", "--endpoint", tripwire.url, *SMALL_WORKLOAD, *flags
+                )
+                timings[name].append(time.monotonic() - started)
+                assert result.code == 2, (name, result.stdout, result.stderr)
+                assert result.stdout == "", name
+                lines = result.stderr.splitlines()
+                assert len(lines) == 1 and lines[0].startswith("tmesh-cli: error: "), lines
+                assert fragment in lines[0], (name, lines[0])
+                assert tripwire.connections == 0, name
     assert len(cases) >= 10
     assert not (tmp_path / "never").exists()
     assert not Path("/proc/tmesh-cannot-write").exists()
-    slowest = max(timings, key=timings.__getitem__)
-    assert timings[slowest] < REFUSED_WITHIN_S, timings
+    fastest = {name: min(seconds) for name, seconds in timings.items()}
+    assert max(fastest.values()) < REFUSED_WITHIN_S, timings
 
 
 async def test_an_offload_too_small_is_found_before_discovery(tripwire: Tripwire, tmp_path) -> None:
