@@ -48,14 +48,23 @@ def count_tokens(tokenizer: Tokenizer, text: str) -> int:
 
 @dataclass
 class OpenAIStub:
-    """`/tokenize` (vLLM's shape) and non-streaming completions whose usage comes from a real
-    tokenizer. Each route can be switched off to exercise the oracle chain's fallbacks."""
+    """`/tokenize` and non-streaming completions whose usage comes from a real tokenizer. Each
+    route can be switched off to exercise the oracle chain's fallbacks.
+
+    `dialect` is the body `/tokenize` understands: "vllm" (`prompt`, answered with `count` and
+    `tokens`), "llama.cpp" (`content`, answered with `tokens`; any other body gets 200 and no
+    tokens, as llama-server does) or "tgi" (`inputs`, answered with a list of token objects).
+    `flaky` answers that many `/tokenize` calls with 503 first.
+    """
 
     tokenizer: Tokenizer
     tokenize: bool = True
     usage: bool = True
     hold_tokenize: asyncio.Event | None = None
     chat_overhead: int = 7
+    completion_overhead: int = 0
+    dialect: str = "vllm"
+    flaky: int = 0
     calls: dict[str, int] = field(default_factory=dict)
     bodies: list[dict] = field(default_factory=list)
     base_url: str = ""
@@ -69,16 +78,31 @@ class OpenAIStub:
             await self.hold_tokenize.wait()
         if not self.tokenize:
             return web.Response(status=404, text="Not Found")
+        if self.flaky:
+            self.flaky -= 1
+            return web.Response(status=503, text="Service Unavailable")
         body = orjson.loads(await request.read())
-        self.bodies.append({k: v for k, v in body.items() if k != "prompt"})
-        ids = self.tokenizer.encode(body["prompt"], add_special_tokens=False).ids
-        answer = {"count": len(ids), "max_model_len": 40960, "tokens": ids}
-        return web.Response(body=orjson.dumps(answer), content_type="application/json")
+        self.bodies.append({k: v for k, v in body.items() if k not in ("prompt", "content")})
+        return web.Response(body=orjson.dumps(self._tokens(body)), content_type="application/json")
+
+    def _tokens(self, body: dict) -> object:
+        field = {"vllm": "prompt", "llama.cpp": "content", "tgi": "inputs"}[self.dialect]
+        if field not in body:
+            if self.dialect == "llama.cpp":
+                return {"tokens": []}
+            raise web.HTTPUnprocessableEntity(text=f"missing field {field}")
+        ids = self.tokenizer.encode(body[field], add_special_tokens=False).ids
+        if self.dialect == "vllm":
+            return {"count": len(ids), "max_model_len": 40960, "tokens": ids}
+        if self.dialect == "llama.cpp":
+            return {"tokens": ids}
+        return [{"id": i, "text": "", "start": 0, "stop": 0, "special": False} for i in ids]
 
     async def handle_completions(self, request: web.Request) -> web.Response:
         self._seen("completions")
         body = orjson.loads(await request.read())
-        return self._answer(body, count_tokens(self.tokenizer, body["prompt"]))
+        tokens = count_tokens(self.tokenizer, body["prompt"]) + self.completion_overhead
+        return self._answer(body, tokens)
 
     async def handle_chat(self, request: web.Request) -> web.Response:
         self._seen("chat")

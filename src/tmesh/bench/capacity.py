@@ -86,13 +86,14 @@ def next_users(tried: dict[int, bool], start: int) -> int | None:
 async def find_max_users(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome:
     """Ramp the user count; write `capacity.json` beside the steps' run folders."""
     assert prep.sessions is not None and opts.slo
-    root = opts.output_dir or default_run_dir()
+    root = prep.run_dir or opts.output_dir or default_run_dir()
     capacity = Capacity(opts.goodput_target, parse_slo(opts.slo).limits())
     outcome: Outcome | None = None
     number = 0
     while (users := next_users(capacity.tried, opts.users)) is not None:
         view.progress(f"--find-max-users step {number + 1}: {users} users")
-        outcome = await measure(_step_options(opts, root, users), _step(prep, users, number), view)
+        step = replace(_step(prep, users, number), run_dir=Path(root) / f"users-{users}")
+        outcome = await measure(_step_options(opts, users), step, view)
         share = _share(outcome.summary, opts.warmup > 0)
         held = share is not None and share >= 100 * opts.goodput_target
         capacity.steps.append(
@@ -124,14 +125,8 @@ def describe(capacity: Capacity) -> str:
     return "\n".join([*lines, answer])
 
 
-def _step_options(opts: BenchmarkOptions, root: Path, users: int) -> BenchmarkOptions:
-    return replace(
-        opts,
-        users=users,
-        output_dir=Path(root) / f"users-{users}",
-        duration=opts.duration or STEP_SECONDS,
-        find_max_users=False,
-    )
+def _step_options(opts: BenchmarkOptions, users: int) -> BenchmarkOptions:
+    return replace(opts, users=users, duration=opts.duration or STEP_SECONDS, find_max_users=False)
 
 
 def _step(prep: Prepared, users: int, number: int) -> Prepared:

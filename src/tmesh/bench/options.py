@@ -352,3 +352,12 @@ class BenchmarkOptions:
         above_minimum=True,
         help="serve tmesh's own live metrics on this port (default: off)",
     )
+    connect_timeout: float = option(
+        30.0,
+        group=TARGET,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        help="keep retrying discovery this long while the server refuses, resets or answers "
+        "5xx/429 (0: fail at once)",
+    )

@@ -22,7 +22,13 @@ import aiohttp
 
 from tmesh import __version__
 from tmesh.bench.endpoint.capabilities import probe_ignore_eos
-from tmesh.bench.endpoint.discovery import Discovery, auth_headers, discover, normalize_endpoint
+from tmesh.bench.endpoint.dialects import ContextLimit
+from tmesh.bench.endpoint.discovery import (
+    Discovery,
+    auth_headers,
+    discover_patiently,
+    normalize_endpoint,
+)
 from tmesh.bench.endpoint.models import kv_bytes_per_token
 from tmesh.bench.endpoint.openai import tokenize_url
 from tmesh.bench.endpoint.session import open_session
@@ -36,11 +42,12 @@ from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.measure.sessions import parse_gap_buckets
-from tmesh.bench.measure.verdict import summarize_cache
+from tmesh.bench.measure.verdict import summarize_cache, verdict_so_far
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
-from tmesh.bench.output.exporter import Exporter
+from tmesh.bench.output.exporter import Exporter, check_port
 from tmesh.bench.output.view import View
+from tmesh.bench.workload.counting import ServerTokenizer, choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.session_setup import prepare_sessions
 from tmesh.bench.workload.sessions import AnswerCosts, Recount, SessionTexts
@@ -51,7 +58,7 @@ from tmesh.bench.workload.sizing import (
     size_sessions,
     size_workload,
 )
-from tmesh.bench.workload.tokens import ServerTokenizer, TokenOracle, choose_oracle
+from tmesh.bench.workload.tokens import LocalTokenizer, TokenOracle
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
@@ -61,13 +68,13 @@ from tmesh.results.records import (
     StopReason,
     WorkloadSpec,
 )
-from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
+from tmesh.results.rundir import RunFiles, RunFilesError, check_run_dir, default_run_dir
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
-TEMPLATE_MARGIN = 64
-"""Tokens left for a question, a BOS token or a chat template when checking prompts against the
-model's context length."""
+# Tokens a question adds at most, before the prompts exist to say exactly; and a chat template
+# per message, for sessions.
+QUESTION_ROOM = 64
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
 
@@ -93,24 +100,68 @@ class Outcome:
 
 
 @dataclass
+class Local:
+    """What the checks that need no server found: the run folder to create, the local
+    tokenizer loaded, the KV size per token from the flag or the model's config."""
+
+    run_dir: Path
+    tokenizer: LocalTokenizer | None = None
+    kv_bytes: int | None = None
+
+
+def check_local(opts: BenchmarkOptions) -> Local:
+    """Every check that needs no server, before any network work: a mistake a user can fix
+    from the command line should not wait for discovery and the prompts (exit 2, one line,
+    nothing left behind)."""
+    if opts.endpoint is not None:
+        normalize_endpoint(opts.endpoint)
+    run_dir = opts.output_dir or default_run_dir()
+    check_run_dir(run_dir)
+    if opts.prometheus_port:
+        check_port(opts.prometheus_port)
+    tokenizer = LocalTokenizer(opts.tokenizer) if opts.tokenizer is not None else None
+    kv_bytes = None
+    if opts.kv_bytes_per_token is not None or opts.model_config is not None:
+        kv_bytes = resolve_kv_bytes("", opts.kv_bytes_per_token, opts.model_config)
+    if kv_bytes is not None or opts.num_contexts is not None or opts.workload == "sessions":
+        _size_as_asked(opts, "", kv_bytes)
+    return Local(run_dir, tokenizer, kv_bytes)
+
+
+@dataclass
 class Prepared:
     """What set-up produced: the target, the workload and its prompts (for sessions, the
-    system prompt as a one-context prompt set, and the texts of the conversations)."""
+    system prompt as a one-context prompt set, and the texts of the conversations), and where
+    the run's files go (the default folder when None)."""
 
     base_url: str
     discovery: Discovery
     spec: WorkloadSpec
     prompts: PromptSet
     ignore_eos: bool
+    run_dir: Path | None = None
     sessions: SessionTexts | None = None
 
 
-async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
+def _waiting(view: View, patience: float) -> Callable[[str, float], None]:
+    def say(cause: str, left: float) -> None:
+        view.countdown(
+            f"waiting for the server: {cause}; retrying for {left:.0f} s more "
+            f"(--connect-timeout {patience:g})"
+        )
+
+    return say
+
+
+async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
     """Discover the model, size the workload and build its prompts (exit 2 on any failure)."""
     base_url = normalize_endpoint(opts.endpoint or "")
     headers = auth_headers(opts.api_key)
     async with open_session(4, opts.insecure) as session:
-        found = await discover(session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S)
+        found = await discover_patiently(
+            session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S,
+            opts.connect_timeout, _waiting(view, opts.connect_timeout),
+        )  # fmt: skip
         view.out(
             console.format_discovery(
                 opts.endpoint or base_url,
@@ -121,52 +172,73 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
                 found.models,
             )
         )
-        spec = _size(opts, found)
+        spec = _size(opts, found, local.kv_bytes)
         ignore_eos = await probe_ignore_eos(session, base_url, found.model, spec.api, headers)
         view.progress("choosing a token counter…")
-        oracle = await choose_oracle(
-            session, base_url, found.model, spec.api, headers, tokenizer=opts.tokenizer
+        oracle = local.tokenizer or await choose_oracle(
+            session, base_url, found.model, spec.api, headers, progress=view.progress
         )
         if spec.sessions is not None:
             texts = await prepare_sessions(
                 session, base_url, headers, spec, oracle, ignore_eos,
                 _recount(opts, oracle, base_url, found.model, headers), view.progress,
             )  # fmt: skip
-            system = PromptSet([texts.system], [[""]], [texts.system_tokens], [[0]], oracle.name,
-                               oracle.exact)  # fmt: skip
-            return Prepared(base_url, found, spec, system, ignore_eos, texts)
+            system = PromptSet(
+                [texts.system], [[""]], [texts.system_tokens], [[0]], oracle.name, oracle.exact,
+                texts.framing.overhead,
+            )  # fmt: skip
+            return Prepared(base_url, found, spec, system, ignore_eos, local.run_dir, texts)
+        overhead = await request_overhead(session, base_url, found.model, spec.api, headers, oracle)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
+        prompt_set.overhead = overhead or 0
         view.progress(
             f"built {spec.num_contexts} contexts of {spec.input_length} tokens "
             f"with {oracle.name} in {time.monotonic() - started:.1f} s"
         )
-    return Prepared(base_url, found, spec, prompt_set, ignore_eos)
+    _check_fits(spec, prompt_set, found.context)
+    return Prepared(base_url, found, spec, prompt_set, ignore_eos, local.run_dir)
 
 
 def _recount(
-    opts: BenchmarkOptions, oracle: TokenOracle, base_url: str, model: str, headers: dict[str, str]
+    opts: BenchmarkOptions,
+    oracle: TokenOracle,
+    base_url: str,
+    model: str,
+    headers: dict[str, str],
 ) -> Recount | None:
     """Where answers can be counted again, in any process: the tokenizer file or the server's
-    `/tokenize` the oracle uses (an approximate oracle cannot count them any better)."""
+    `/tokenize` (in its dialect) the oracle uses; an approximate oracle counts no better than
+    the server's completion count."""
     if opts.tokenizer is not None:
         return Recount(tokenizer=opts.tokenizer)
     if isinstance(oracle, ServerTokenizer):
-        return Recount(None, tokenize_url(base_url), model, tuple(headers.items()))
+        return Recount(None, tokenize_url(base_url), model, tuple(headers.items()), oracle.dialect)
     return None
 
 
-def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
-    by_hand = opts.num_contexts is not None or opts.workload == "sessions"
-    if by_hand and opts.kv_bytes_per_token is None and opts.model_config is None:
+def _size(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | None) -> WorkloadSpec:
+    if kv_bytes is None and (opts.num_contexts is not None or opts.workload == "sessions"):
         # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
         kv_bytes = kv_bytes_per_token(found.model)
-    else:
-        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
+    elif kv_bytes is None:
+        kv_bytes = resolve_kv_bytes(found.model, None, None)
+    spec = _size_as_asked(opts, found.model, kv_bytes)
+    limit = found.context
+    if spec.sessions is not None:
+        _check_session_fits(spec, limit)
+    elif (
+        limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens
+    ):
+        raise BenchmarkError(_too_long(spec, limit, "plus a question"))
+    return spec
+
+
+def _size_as_asked(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> WorkloadSpec:
     if opts.workload == "sessions":
-        return _size_sessions(opts, found, kv_bytes)
+        return _size_sessions(opts, model, kv_bytes)
     spec = size_workload(
-        found.model,
+        model,
         kv_bytes,
         opts.offload_size,
         opts.input_length,
@@ -179,17 +251,10 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
     )
     if opts.max_inflight is None:
         spec = replace(spec, max_inflight=scheduled_cap(spec.max_inflight, opts.request_rate))
-    spec = replace(spec, request_rate=opts.request_rate, arrival=opts.arrival)
-    limit = found.max_model_len
-    if limit is not None and spec.input_length + spec.output_length + TEMPLATE_MARGIN > limit:
-        raise BenchmarkError(
-            f"--input-length {spec.input_length} + --output-length {spec.output_length} (plus a "
-            f"question) exceeds the model's max_model_len {limit}; pass smaller lengths"
-        )
-    return spec
+    return replace(spec, request_rate=opts.request_rate, arrival=opts.arrival)
 
 
-def _size_sessions(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | None) -> WorkloadSpec:
+def _size_sessions(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> WorkloadSpec:
     sessions = SessionSpec(
         system_prompt=opts.system_prompt,
         turns=opts.turns,
@@ -200,20 +265,47 @@ def _size_sessions(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | Non
         session_rate=opts.session_rate,
     )
     spec = size_sessions(
-        found.model, kv_bytes, opts.offload_size, opts.output_length, sessions,
+        model, kv_bytes, opts.offload_size, opts.output_length, sessions,
         max_inflight=opts.max_inflight, seed=opts.seed, api=opts.api,
     )  # fmt: skip
-    spec = replace(spec, arrival=opts.arrival)
+    return replace(spec, arrival=opts.arrival)
+
+
+def _check_session_fits(spec: WorkloadSpec, limit: ContextLimit | None) -> None:
+    """A session's last turn (system prompt, every turn and answer, a chat template's markers
+    per message) with its answer must fit the server's context."""
+    assert spec.sessions is not None
     longest = longest_session_prompt(spec)
-    limit = found.max_model_len
-    margin = TEMPLATE_MARGIN * (1 + sessions.turns if opts.api == "chat" else 1)
-    if limit is not None and longest + spec.output_length + margin > limit:
+    turns = spec.sessions.turns
+    room = QUESTION_ROOM * (1 + 2 * turns if spec.api == "chat" else 1)
+    if limit is not None and longest + spec.output_length + room > limit.tokens:
         raise BenchmarkError(
             f"a session's last turn holds {longest} tokens (--system-prompt + --turns x "
             f"--turn-input + the answers) + --output-length {spec.output_length}, more than the "
-            f"model's max_model_len {limit}; pass fewer --turns or shorter lengths"
+            f"server's context of {limit.tokens} tokens ({limit.source}); pass fewer --turns or "
+            "shorter lengths"
         )
-    return spec
+
+
+def _check_fits(spec: WorkloadSpec, prompts: PromptSet, limit: ContextLimit | None) -> None:
+    """The longest prompt as planned, with the output, must fit the server's context: a server
+    refuses a longer prompt, or stops generating early, on every request."""
+    if limit is None or not prompts.context_tokens:
+        return
+    longest = max(
+        context + max(questions) + prompts.overhead
+        for context, questions in zip(prompts.context_tokens, prompts.question_tokens, strict=True)
+    )
+    if longest + spec.output_length > limit.tokens:
+        raise BenchmarkError(_too_long(spec, limit, f"a prompt of up to {longest} tokens"))
+
+
+def _too_long(spec: WorkloadSpec, limit: ContextLimit, prompt: str) -> str:
+    return (
+        f"--input-length {spec.input_length} + --output-length {spec.output_length} ({prompt}) "
+        f"exceeds the server's context of {limit.tokens} tokens ({limit.source}); "
+        "pass smaller lengths"
+    )
 
 
 def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
@@ -226,10 +318,12 @@ def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
         "api_key": mask_key(opts.api_key) if opts.api_key else None,
         "model": prep.spec.model,
         "models_found": prep.discovery.models,
-        "max_model_len": prep.discovery.max_model_len,
+        "max_model_len": prep.discovery.context.tokens if prep.discovery.context else None,
+        "context_source": prep.discovery.context.source if prep.discovery.context else None,
         "workload": asdict(prep.spec),
         "token_oracle": prep.prompts.oracle,
         "tokens_exact": prep.prompts.exact,
+        "request_overhead_tokens": prep.prompts.overhead,
         "ignore_eos": prep.ignore_eos,
         "session_framing": asdict(prep.sessions.framing) if prep.sessions else None,
         "answers_recounted": bool(prep.sessions and prep.sessions.resend_differs),
@@ -259,7 +353,9 @@ class Session:
             parse_slo(opts.slo) if opts.slo else None,
             parse_gap_buckets(opts.gap_buckets),
         )
-        self.files = RunFiles(opts.output_dir or default_run_dir(), opts.max_records)
+        self.files = RunFiles(
+            prep.run_dir or opts.output_dir or default_run_dir(), opts.max_records
+        )
         self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
         self.scraper: ServerMetricsScraper | None = None
         self.loop: LoopControl | None = None
@@ -282,6 +378,7 @@ class Session:
         """Scrape the server and close the interval; also run once at stop for the last part."""
         server = await self._scrape_interval()
         snap = self.recorder.snapshot(now, server=server, health=health)
+        snap.verdict = verdict_so_far(snap, self.prep.spec, self.first_sample, self.last_sample)
         self._write(self.files.append_interval, snap)
         if self.exporter:
             self.exporter.update(snap)
@@ -336,6 +433,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
         run.exporter.start()
         view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
     run.files.write_config(run_config(opts, prep), secret=opts.api_key)
+    _announce(opts, prep, view)
     config = ClientConfig(
         base_url=prep.base_url,
         api=spec.api,
@@ -367,6 +465,15 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
                 run.exporter.stop()
     view.summary(summary, run.files.path)
     return Outcome(summary, run.files.path, state.fatal or no_success(summary), run.files_error)
+
+
+def _announce(opts: BenchmarkOptions, prep: Prepared, view: View) -> None:
+    """The run has started (its folder exists): say so, and what it sends."""
+    if opts.duration is None and opts.max_requests is None:
+        view.out(console.RUN_FOREVER_NOTE)
+    prompts = prep.prompts
+    view.out(console.format_workload(prep.spec, prompts.oracle, prompts.exact, prompts.overhead))
+    view.start()
 
 
 def no_success(summary: RunSummary) -> str | None:

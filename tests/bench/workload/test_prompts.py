@@ -11,6 +11,8 @@ import pytest
 from tokenizer_helpers import OpenAIStub, count_tokens, serve_stub, train_bpe
 from tokenizers import Tokenizer
 
+from tmesh.bench.endpoint.openai import tokenize_url
+from tmesh.bench.workload.counting import ServerTokenizer
 from tmesh.bench.workload.prompts import (
     ONE_TOPIC,
     QUESTION_LEAD,
@@ -23,9 +25,7 @@ from tmesh.bench.workload.tokens import (
     CalibratedEstimate,
     LengthEstimate,
     LocalTokenizer,
-    ServerTokenizer,
     estimate_tokens,
-    tokenize_url,
 )
 from tmesh.bench.workload.vocabulary import GROUP_SIZE, measure_vocabulary, piece_costs
 from tmesh.bench.workload.words import STARTERS, WORDS
@@ -261,6 +261,7 @@ async def test_approximate_oracles(approximate) -> None:
 def test_prompt_set_repr_is_a_summary() -> None:
     prompts = PromptSet(["a" * 100_000, "b"], [["q"], ["r", "s"]], [7, 9], [[1], [1, 2]], "x", True)
     assert repr(prompts) == (
-        "PromptSet(contexts=2, context_tokens=7..9, questions=3, oracle='x', exact=True)"
+        "PromptSet(contexts=2, context_tokens=7..9, questions=3, oracle='x', exact=True, "
+        "overhead=0)"
     )
     assert "none" in repr(PromptSet([], [], [], [], "x", False))

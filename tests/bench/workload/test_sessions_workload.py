@@ -22,6 +22,7 @@ from net_helpers import serve_app
 from tokenizers import Tokenizer
 
 from tmesh.bench.endpoint.openai import tokenize_url
+from tmesh.bench.workload.counting import ServerTokenizer
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.session_setup import CachedOracle, prepare_sessions
 from tmesh.bench.workload.sessions import (
@@ -31,7 +32,6 @@ from tmesh.bench.workload.sessions import (
     Recount,
     SessionTexts,
 )
-from tmesh.bench.workload.tokens import ServerTokenizer
 from tmesh.bench.workload.vocabulary import measure_vocabulary
 from tmesh.results.records import Api, SessionSpec, WorkloadSpec
 

@@ -58,6 +58,8 @@ class PromptSet:
     question_tokens: list[list[int]]
     oracle: str
     exact: bool
+    overhead: int = 0
+    """Tokens the server adds to every request around its text (BOS, a chat template)."""
 
     def __repr__(self) -> str:
         counts = self.context_tokens
@@ -65,7 +67,7 @@ class PromptSet:
         return (
             f"PromptSet(contexts={len(self.contexts)}, context_tokens={tokens}, "
             f"questions={sum(map(len, self.questions))}, oracle={self.oracle!r}, "
-            f"exact={self.exact})"
+            f"exact={self.exact}, overhead={self.overhead})"
         )
 
 

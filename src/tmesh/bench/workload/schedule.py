@@ -45,7 +45,8 @@ def tiling_plans(prompt_set: PromptSet, seed: int) -> Iterator[RequestPlan]:
                 context=context,
                 question=prompt_set.questions[context_id][question_id],
                 expected_prompt_tokens=prompt_set.context_tokens[context_id]
-                + prompt_set.question_tokens[context_id][question_id],
+                + prompt_set.question_tokens[context_id][question_id]
+                + prompt_set.overhead,
             )
             index += 1
         rotation += 1

@@ -12,7 +12,6 @@ counted with the oracle before it is sent back.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +27,7 @@ from tmesh.bench.endpoint.openai import (
     with_messages,
     with_prompt,
 )
+from tmesh.bench.workload.counting import post_json
 from tmesh.bench.workload.prompts import PromptError, build_prompt_set
 from tmesh.bench.workload.sessions import (
     ASSISTANT_LEAD,
@@ -47,7 +47,6 @@ from tmesh.bench.workload.vocabulary import (
     measure_vocabulary,
 )
 from tmesh.results.records import RequestPlan, WorkloadSpec
-from tmesh.text import one_line
 
 PROBE_SESSION = -1
 """The probe's own session: its turns share only the system prompt with the run's sessions."""
@@ -176,21 +175,8 @@ class _Probe:
         return text, completion, prompt
 
     async def _post(self, body: dict[str, Any]) -> Any:
-        try:
-            async with self.session.post(
-                self.url,
-                data=orjson.dumps(body),
-                headers={**self.headers, "Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S),
-            ) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            reason = one_line(str(exc)) or type(exc).__name__
-            raise PromptError(f"{self.url}: the sessions probe failed ({reason})") from None
-        if status != 200:
-            detail = one_line(raw.decode("utf-8", "replace"))
-            raise PromptError(f"{self.url}: the sessions probe got HTTP {status}: {detail}")
+        timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+        raw = await post_json(self.session, self.url, body, self.headers, timeout)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

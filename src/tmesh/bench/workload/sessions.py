@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from tmesh.bench.endpoint.dialects import TOKENIZE_DIALECTS, TokenizeDialect
+from tmesh.bench.workload.counting import ServerTokenizer
 from tmesh.bench.workload.filler import Writer
 from tmesh.bench.workload.prompts import PromptError
-from tmesh.bench.workload.tokens import LocalTokenizer, ServerTokenizer, TokenOracle
+from tmesh.bench.workload.tokens import LocalTokenizer, TokenOracle
 from tmesh.bench.workload.vocabulary import Vocabulary
 from tmesh.results.records import Api, RequestPlan, SessionSpec
 
@@ -55,12 +57,15 @@ class Recount:
     tokenize_url: str | None = None
     model: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    dialect: TokenizeDialect = TOKENIZE_DIALECTS[0]
 
     def oracle(self, session: aiohttp.ClientSession) -> TokenOracle:
         if self.tokenizer is not None:
             return LocalTokenizer(self.tokenizer)
         assert self.tokenize_url is not None
-        return ServerTokenizer(session, self.tokenize_url, self.model, dict(self.headers))
+        return ServerTokenizer(
+            session, self.tokenize_url, self.model, dict(self.headers), self.dialect
+        )
 
 
 @dataclass(frozen=True)
