@@ -126,3 +126,12 @@ def test_the_recorder_counts_goodput_lateness_and_sends() -> None:
     assert summary.overall.ttft_from_intended.mean == pytest.approx((0.1 + 0.9 + 0.6) / 3)
     assert summary.overall.ttft.mean == pytest.approx((0.1 + 0.9 + 0.1) / 3)
     assert summary.rotations == 0
+
+
+def test_a_failed_turn_gives_the_first_message_of_its_kind() -> None:
+    """Sessions runs keep the first message of each error kind, as contexts runs do."""
+    recorder = Recorder(SESSIONS_SPEC)
+    recorder.add(turn(0, 1, 0.0, None, cached=0, error="http_5xx", error_detail="HTTP 503: busy"))
+    recorder.add(turn(1, 1, 1.0, None, cached=0, error="http_5xx", error_detail="HTTP 500"))
+    assert recorder.snapshot(5.0).error_messages == {"http_5xx": "HTTP 503: busy"}
+    assert recorder.summary(6.0, "duration", "now").error_messages == {"http_5xx": "HTTP 503: busy"}

@@ -135,6 +135,24 @@ def test_empty_round_trip() -> None:
     assert Distribution.decode(Distribution.latency().encode()).to_stats() == MetricStats()
 
 
+def test_coarse_distributions_keep_their_figures_when_shipped() -> None:
+    """A breakdown's two-figure histogram comes back as one, so it merges with its own kind."""
+    values = latencies(10, 300)
+    back = Distribution.decode(filled(Distribution.coarse_latency(), values).encode())
+    assert back.figures == 2
+    empty = Distribution.decode(Distribution.coarse_latency().encode())
+    empty.merge(back)
+    assert empty.to_stats() == filled(Distribution.coarse_latency(), values).to_stats()
+
+
+def test_the_first_encoding_still_decodes() -> None:
+    """Text shipped before the figures were part of it: three figures, as then."""
+    dist = filled(Distribution.latency(), latencies(11, 200))
+    _, scale, highest, _figures, *rest = dist.encode().split(" ")
+    back = Distribution.decode(" ".join(["d1", scale, highest, *rest]))
+    assert back.to_stats() == dist.to_stats()
+
+
 def test_decode_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="not an encoded"):
         Distribution.decode("hello world")

@@ -17,6 +17,12 @@ visit (visit 0) and its revisits. A rotation completes when every context has be
 request for it succeeded) once more; `rotations` is how many have completed, so a run whose
 requests all fail completes none.
 
+A run spread over processes or machines (`--workers`, `--ray`) has one recorder per part: each
+part ships what it recorded every interval (`take_part`, a few KB of encoded histograms and
+counters, never the records) and the driver's recorder `absorb`s them. Histograms merge exactly
+and every other figure is a sum, a max or a first, so the driver's figures are those one recorder
+fed the union of the records would give.
+
 Scheduled traffic (open loop, sessions) adds, per window, how late the client sent each request
 (`lateness` = t0 - t_intended) and TTFT and E2E from the intended send time; with an SLO, the
 requests that met it (`bench.measure.goodput`). Sessions add the by-turn and by-gap figures of
@@ -24,6 +30,9 @@ requests that met it (`bench.measure.goodput`). Sessions add the by-turn and by-
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from tmesh.bench.measure.goodput import Slo
 from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES, SessionAggregate
@@ -105,16 +114,32 @@ class WindowAggregate:
         self.cached_tokens_reported = 0
 
     def merge(self, other: WindowAggregate) -> None:
-        self.good += other.good
-        self.requests += other.requests
-        for kind, n in other.errors.items():
-            self.errors[kind] = self.errors.get(kind, 0) + n
+        self._add_counts(vars(other), other.errors)
         for name in _DISTRIBUTIONS:
             getattr(self, name).merge(getattr(other, name))
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.cached_tokens += other.cached_tokens
-        self.cached_tokens_reported += other.cached_tokens_reported
+
+    def encode(self) -> dict[str, Any] | None:
+        """The window as plain data (None when nothing was added), for a driver to merge."""
+        if not (self.requests or self.errors or self.lateness.count):
+            return None
+        data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        data["errors"] = dict(self.errors)
+        data["dists"] = {
+            name: dist.encode() for name in _DISTRIBUTIONS if (dist := getattr(self, name)).count
+        }
+        return data
+
+    def merge_encoded(self, data: dict[str, Any]) -> None:
+        """`merge` of a window shipped as `encode()` made it."""
+        self._add_counts(data, data["errors"])
+        for name, text in data["dists"].items():
+            getattr(self, name).merge_encoded(text)
+
+    def _add_counts(self, counts: dict[str, Any], errors: dict[str, int]) -> None:
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + counts[name])
+        for kind, n in errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + n
 
     @property
     def failures(self) -> int:
@@ -140,6 +165,14 @@ class WindowAggregate:
         )
 
 
+_COUNTERS = (
+    "good",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cached_tokens_reported",
+)
 _DISTRIBUTIONS = (
     "ttft",
     "itl",
@@ -173,17 +206,42 @@ class RotationCounter:
         self._visits = [0] * num_contexts
         self.completed = 0
         self._at_minimum = num_contexts
+        self._changed: dict[int, int] = {}
 
     def add(self, context_id: int, visit: int) -> None:
         before = self._visits[context_id]
         if visit + 1 <= before:
             return
         self._visits[context_id] = visit + 1
+        self._changed[context_id] = visit + 1
         if before == self.completed:
             self._at_minimum -= 1
             if self._at_minimum == 0:
                 self.completed = min(self._visits)
                 self._at_minimum = self._visits.count(self.completed)
+
+    def take_changes(self) -> dict[int, int]:
+        """Visits known finished, by context, for the contexts that moved since the last take:
+        what a driver needs to count rotations over several parts' contexts."""
+        changed, self._changed = self._changed, {}
+        return changed
+
+
+@dataclass
+class WindowPart:
+    """What one part of a run (a `--workers` process, a Ray actor) recorded since its previous
+    part, as plain data that crosses processes and machines: the windows' aggregates encoded,
+    the counters as numbers. A driver that absorbs every part holds what one recorder fed all
+    their records would hold, to the histograms' precision."""
+
+    warmup: dict[str, Any] | None = None
+    steady: dict[str, Any] | None = None
+    sessions: dict[str, Any] | None = None
+    visits: dict[int, int] = field(default_factory=dict)
+    sent: int = 0
+    last_send: float = 0.0
+    errors: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """The first message of each error kind new in this part, with when its request finished."""
 
 
 class Recorder:
@@ -220,6 +278,7 @@ class Recorder:
         self._server: dict[str, float] | None = None
         self._error_messages: dict[str, str] = {}
         self._new_error_messages: dict[str, str] = {}
+        self._new_error_times: dict[str, float] = {}
 
     @property
     def rotations(self) -> int:
@@ -235,10 +294,52 @@ class Recorder:
             self._sessions.add(record)
         elif record.ok:
             self._rotations.add(record.context_id, record.visit)
-        elif record.error is not None and record.error not in self._error_messages:
-            message = record.error_detail or record.error
-            self._error_messages[record.error] = message
-            self._new_error_messages[record.error] = message
+        if record.error is not None and record.error not in self._error_messages:
+            self._first_error(record.error, finished, record.error_detail or record.error)
+
+    def _first_error(self, kind: str, finished: float, message: str) -> None:
+        self._error_messages[kind] = message
+        self._new_error_messages[kind] = message
+        self._new_error_times[kind] = finished
+
+    def take_part(self) -> WindowPart:
+        """Everything added since the previous take, for a driver to `absorb`: a part's recorder
+        ships its windows this way and never snapshots."""
+        part = WindowPart(
+            warmup=self._open_warmup.encode(),
+            steady=self._open_steady.encode(),
+            sessions=self._sessions.take_encoded() if self._sessions is not None else None,
+            visits=self._rotations.take_changes(),
+            sent=self._sent,
+            last_send=self._last_send,
+            errors={
+                kind: (self._new_error_times[kind], message)
+                for kind, message in self._new_error_messages.items()
+            },
+        )
+        self._open_warmup.reset()
+        self._open_steady.reset()
+        self._sent = 0
+        self._new_error_messages, self._new_error_times = {}, {}
+        return part
+
+    def absorb(self, part: WindowPart) -> None:
+        """Fold in a part's window as if its records had been added here. Of the messages of one
+        error kind first met in the same interval by several parts, the earliest is kept."""
+        if part.warmup is not None:
+            self._open_warmup.merge_encoded(part.warmup)
+        if part.steady is not None:
+            self._open_steady.merge_encoded(part.steady)
+        if part.sessions is not None and self._sessions is not None:
+            self._sessions.merge_encoded(part.sessions)
+        for context_id, visits in part.visits.items():
+            self._rotations.add(context_id, visits - 1)
+        self._sent += part.sent
+        self._last_send = max(self._last_send, part.last_send)
+        for kind, (finished, message) in part.errors.items():
+            earlier = kind in self._new_error_messages and finished < self._new_error_times[kind]
+            if kind not in self._error_messages or earlier:
+                self._first_error(kind, finished, message)
 
     def snapshot(
         self,
@@ -273,7 +374,7 @@ class Recorder:
             sessions=self._sessions.to_stats() if self._sessions else None,
             slo=self.slo.limits() if self.slo else None,
         )
-        self._new_error_messages = {}
+        self._new_error_messages, self._new_error_times = {}, {}
         self._snapshots += 1
         self._last_snapshot_at = now
         self._open_warmup.reset()

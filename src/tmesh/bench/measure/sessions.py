@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 from itertools import pairwise
+from typing import Any
 
 from tmesh.bench.measure.stats import Distribution
 from tmesh.results.catalogue.sessions import cached_share, gap_label
@@ -60,6 +61,25 @@ class _Slice:
             self.ttft.add(record.ttft)
         if self.prefill is not None and record.prefill_throughput is not None:
             self.prefill.add(record.prefill_throughput)
+
+    def encode(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cached_reported": self.cached_reported,
+            "ttft": self.ttft.encode(),
+            "prefill": self.prefill.encode() if self.prefill is not None else None,
+        }
+
+    def merge_encoded(self, data: dict[str, Any]) -> None:
+        self.requests += data["requests"]
+        self.prompt_tokens += data["prompt_tokens"]
+        self.cached_tokens += data["cached_tokens"]
+        self.cached_reported += data["cached_reported"]
+        self.ttft.merge_encoded(data["ttft"])
+        if self.prefill is not None and data["prefill"] is not None:
+            self.prefill.merge_encoded(data["prefill"])
 
 
 class _ServerShare:
@@ -123,6 +143,39 @@ class SessionAggregate:
             start = self._starts.pop(record.session, None)
             if start is not None and record.t_end is not None:
                 self.duration.add(record.t_end - start)
+
+    def take_encoded(self) -> dict[str, Any]:
+        """The figures added since the previous take, as plain data for a driver's
+        `merge_encoded`; the sessions in progress stay, so their next turns still find their
+        start."""
+        data = {
+            "by_turn": [part.encode() for part in self._by_turn],
+            "by_gap": [part.encode() for part in self._by_gap],
+            "in_interval": self._in_interval,
+            "counts": [self.started, self.completed, self.abandoned, self.ended_turns],
+            "duration": self.duration.encode(),
+        }
+        self._by_turn = [_Slice(throughput=True) for _ in range(self.turns)]
+        self._by_gap = [_Slice(throughput=False) for _ in self._by_gap]
+        self._in_interval = [0] * len(self._by_gap)
+        self.started = self.completed = self.abandoned = self.ended_turns = 0
+        self.duration = Distribution.latency()
+        return data
+
+    def merge_encoded(self, data: dict[str, Any]) -> None:
+        """Fold in a part's `take_encoded()`, as if its turns had been added here."""
+        for part, shipped in zip(self._by_turn, data["by_turn"], strict=True):
+            part.merge_encoded(shipped)
+        for part, shipped in zip(self._by_gap, data["by_gap"], strict=True):
+            part.merge_encoded(shipped)
+        pairs = zip(self._in_interval, data["in_interval"], strict=True)
+        self._in_interval = [a + b for a, b in pairs]
+        started, completed, abandoned, ended_turns = data["counts"]
+        self.started += started
+        self.completed += completed
+        self.abandoned += abandoned
+        self.ended_turns += ended_turns
+        self.duration.merge_encoded(data["duration"])
 
     def close_interval(self, server: dict[str, float] | None) -> None:
         """Attribute the interval's server hit rates to the buckets of its requests."""

@@ -31,7 +31,8 @@ LATENCY_HIGHEST = 86_400.0
 THROUGHPUT_SCALE = 100.0
 THROUGHPUT_HIGHEST = 1e9
 REPORTED_PERCENTILES = (50.0, 90.0, 99.0)
-_ENCODING_VERSION = "d1"
+_ENCODING_VERSION = "d2"
+_FIRST_ENCODING = "d1"  # before the significant figures were shipped: always 3
 
 
 class Distribution:
@@ -111,12 +112,7 @@ class Distribution:
 
     def merge(self, other: Distribution) -> None:
         """Fold `other` in; the result is what recording both streams into one would give."""
-        if (other.scale, other.highest, other.figures) != (self.scale, self.highest, self.figures):
-            raise ValueError(
-                f"cannot merge distributions of different units "
-                f"(scale {other.scale} vs {self.scale}, highest {other.highest} vs "
-                f"{self.highest}, figures {other.figures} vs {self.figures})"
-            )
+        self._check_units(other.scale, other.highest, other.figures)
         if not other.count:
             return
         self._hist.add(other._hist)
@@ -125,6 +121,14 @@ class Distribution:
         assert other.min is not None and other.max is not None
         self.min = other.min if self.min is None else min(self.min, other.min)
         self.max = other.max if self.max is None else max(self.max, other.max)
+
+    def _check_units(self, scale: float, highest: float, figures: int) -> None:
+        if (scale, highest, figures) != (self.scale, self.highest, self.figures):
+            raise ValueError(
+                f"cannot merge distributions of different units "
+                f"(scale {scale} vs {self.scale}, highest {highest} vs "
+                f"{self.highest}, figures {figures} vs {self.figures})"
+            )
 
     def percentiles(self, wanted: tuple[float, ...] = REPORTED_PERCENTILES) -> list[float | None]:
         """Nearest-rank percentiles in one pass over the occupied part of the histogram.
@@ -162,20 +166,39 @@ class Distribution:
     def encode(self) -> str:
         """One line of ASCII: exact aggregates then the compressed histogram, for shipping."""
         blob = self._hist.encode().decode("ascii")
-        fields = (self.scale, self.highest, self.count, self.total, self.min, self.max)
+        units = (self.scale, self.highest, self.figures)
+        fields = (*units, self.count, self.total, self.min, self.max)
         return " ".join([_ENCODING_VERSION, *(repr(f) for f in fields), blob])
 
     @classmethod
     def decode(cls, text: str) -> Distribution:
-        parts = text.split(" ")
-        if len(parts) != 8 or parts[0] != _ENCODING_VERSION:
-            raise ValueError("not an encoded tmesh distribution")
-        scale, highest, count, total = float(parts[1]), float(parts[2]), int(parts[3]), parts[4]
-        dist = cls(scale, highest)
-        if count:
-            dist._hist.add(HdrHistogram.decode(parts[7]))
-            dist.count = count
-            dist.total = float(total)
-            dist.min = float(parts[5])
-            dist.max = float(parts[6])
+        scale, highest, figures, _ = _header(text)
+        dist = cls(scale, highest, figures)
+        dist.merge_encoded(text)
         return dist
+
+    def merge_encoded(self, text: str) -> None:
+        """`merge(Distribution.decode(text))` without building the intermediate distribution,
+        which costs more than the merge: a driver folds in every part's windows this way."""
+        scale, highest, figures, fields = _header(text)
+        self._check_units(scale, highest, figures)
+        count = int(fields[0])
+        if not count:
+            return
+        self._hist.decode_and_add(fields[4])
+        self.count += count
+        self.total += float(fields[1])
+        low, high = float(fields[2]), float(fields[3])
+        self.min = low if self.min is None else min(self.min, low)
+        self.max = high if self.max is None else max(self.max, high)
+
+
+def _header(text: str) -> tuple[float, float, int, list[str]]:
+    """The units of an encoded distribution, and its other fields (count, total, min, max,
+    histogram)."""
+    parts = text.split(" ")
+    if len(parts) == 8 and parts[0] == _FIRST_ENCODING:
+        parts.insert(3, repr(SIGNIFICANT_FIGURES))
+    elif len(parts) != 9 or parts[0] != _ENCODING_VERSION:
+        raise ValueError("not an encoded tmesh distribution")
+    return float(parts[1]), float(parts[2]), int(parts[3]), parts[4:]
