@@ -244,3 +244,29 @@ def test_one_masking_rule_for_every_output() -> None:
     assert mask_key(short) == "sk-…"
     assert scrub(f"key {short}", short) == "key sk-…"
     assert one_line(f"401 for {short}", (short,)) == "401 for sk-…"
+
+
+def test_parts_write_their_own_files_listed_by_writer(tmp_path: Path) -> None:
+    """Each part of a spread run rotates its own files; the folder lists the run's own stream,
+    then each part's, each in the order it was written."""
+    run = tmp_path / "run"
+    with RunFiles(run) as files:
+        files.append_request(record(0))
+    for part in (1, 0):
+        log = runfiles.RequestLog(run, part, max_records=2)
+        for i in range(3):
+            log.append(record(10 * part + i))
+        log.close()
+        assert [p.name for p in log.files] == [
+            f"requests.part{part}.jsonl",
+            f"requests.part{part}.1.jsonl",
+        ]
+    streams = runfiles.request_streams(run)
+    assert [[p.name for p in s] for s in streams] == [
+        ["requests.jsonl"],
+        ["requests.part0.jsonl", "requests.part0.1.jsonl"],
+        ["requests.part1.jsonl", "requests.part1.1.jsonl"],
+    ]
+    assert runfiles.request_files(run) == [p for s in streams for p in s]
+    with pytest.raises(FileExistsError):
+        runfiles.RequestLog(run, 0)

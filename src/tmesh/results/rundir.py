@@ -6,6 +6,10 @@ Layout of a run folder:
   derived `ttft`, `itl`, `e2e`, `prefill_throughput`, `decode_throughput`. With `max_records` N,
   the first N lines go to `requests.jsonl`, the next N to `requests.1.jsonl`, then
   `requests.2.jsonl`, ... so reading them in that order gives the requests in finishing order.
+- `requests.part<P>.jsonl` (and `requests.part<P>.1.jsonl`, …): the requests of part P of a run
+  spread over processes or machines (`--workers`, `--ray`), each in its own finishing order; such
+  a run leaves `requests.jsonl` empty. Parts left on their nodes (`--no-gather`) are listed, with
+  their paths, in `summary.json`'s `parts`.
 - `intervals.jsonl`: one `IntervalSnapshot` per line.
 - `summary.json`: the `RunSummary`, replaced atomically so it is always complete, valid JSON.
 
@@ -33,7 +37,7 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 INTERVALS = "intervals.jsonl"
 REQUESTS = "requests.jsonl"
-_REQUEST_FILE = re.compile(r"^requests(?:\.(\d+))?\.jsonl$")
+_REQUEST_FILE = re.compile(r"^requests(?:\.part(\d+))?(?:\.(\d+))?\.jsonl$")
 FLUSH_SECONDS = 1.0
 _BUFFER_BYTES = 1 << 16
 _LINE = orjson.OPT_APPEND_NEWLINE
@@ -92,20 +96,77 @@ def request_row(record: RequestRecord) -> dict[str, Any]:
     return row
 
 
-def rotated_requests(number: int) -> str:
-    """The name of the `number`th continuation of `requests.jsonl` (`requests.1.jsonl`, …)."""
-    return f"requests.{number}.jsonl"
+def rotated_requests(number: int, part: int | None = None) -> str:
+    """The name of the `number`th file of the requests of `part` (None: of the run itself):
+    `requests.jsonl`, `requests.1.jsonl`, …, or `requests.part3.jsonl`, `requests.part3.1.jsonl`."""
+    stem = "requests" if part is None else f"requests.part{part}"
+    return f"{stem}.jsonl" if number == 0 else f"{stem}.{number}.jsonl"
 
 
 def request_files(root: Path) -> list[Path]:
-    """`requests.jsonl` then its continuations `requests.1.jsonl`, `requests.2.jsonl`, …: the
-    order the benchmark wrote them, which is the order the requests finished."""
-    found = []
+    """The request files of a run folder: `requests.jsonl` and its continuations, then each
+    part's, in the order they were written (see `request_streams`)."""
+    return [path for stream in request_streams(root) for path in stream]
+
+
+def request_streams(root: Path) -> list[list[Path]]:
+    """The request files of a run folder by writer: the run's own, then each part's, each list
+    in the order its writer filled it, which is the order its requests finished."""
+    found: dict[int, list[tuple[int, Path]]] = {}
     for entry in root.iterdir():
         match = _REQUEST_FILE.match(entry.name)
         if match:
-            found.append((int(match.group(1) or 0), entry))
-    return [entry for _, entry in sorted(found)]
+            writer = -1 if match.group(1) is None else int(match.group(1))
+            found.setdefault(writer, []).append((int(match.group(2) or 0), entry))
+    return [[path for _, path in sorted(found[writer])] for writer in sorted(found)]
+
+
+class RequestLog:
+    """The request files of one writer (a run, or one part of it): buffered appends pushed to
+    the OS at least every `FLUSH_SECONDS`, a new file every `max_records` lines. Raises OSError;
+    `RunFiles` words it."""
+
+    def __init__(
+        self,
+        folder: Path,
+        part: int | None = None,
+        max_records: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folder = Path(folder)
+        self.part = part
+        self.max_records = max_records
+        self.records_written = 0
+        self.files: list[Path] = []
+        self._clock = clock
+        self._flushed_at = clock()
+        self._lines_in_file = 0
+        self._handle = self._create()
+
+    def append(self, record: RequestRecord) -> None:
+        if self.max_records is not None and self._lines_in_file >= self.max_records:
+            self._handle.close()
+            self._handle = self._create()
+            self._lines_in_file = 0
+        self._handle.write(orjson.dumps(request_row(record), option=_LINE))
+        self._lines_in_file += 1
+        self.records_written += 1
+        if self._clock() - self._flushed_at >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        self._handle.flush()
+        self._flushed_at = self._clock()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def _create(self) -> BinaryIO:
+        """Exclusive create: appending to a previous run's files would silently mix two runs."""
+        path = self.folder / rotated_requests(len(self.files), self.part)
+        handle = open(path, "xb", buffering=_BUFFER_BYTES)  # noqa: SIM115 (closed in close())
+        self.files.append(path)
+        return handle
 
 
 class RunFiles:
@@ -121,22 +182,27 @@ class RunFiles:
             raise RunFilesError(f"--max-records must be at least 1, got {max_records}")
         self.path = Path(path)
         self.max_records = max_records
-        self.records_written = 0
-        self.request_files: list[Path] = []
-        self._clock = clock
-        self._flushed_at = clock()
-        self._lines_in_file = 0
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._requests = self._create(REQUESTS)
+            self._requests = RequestLog(self.path, None, max_records, clock)
         except OSError as exc:
             raise RunFilesError(_describe(self.path, exc)) from None
         try:
-            self._intervals = self._create(INTERVALS)
+            self._intervals = open(  # noqa: SIM115 (closed in close())
+                self.path / INTERVALS, "xb", buffering=_BUFFER_BYTES
+            )
         except OSError as exc:
             self._requests.close()
             raise RunFilesError(_describe(self.path, exc)) from None
         self._closed = False
+
+    @property
+    def request_files(self) -> list[Path]:
+        return self._requests.files
+
+    @property
+    def records_written(self) -> int:
+        return self._requests.records_written
 
     def write_config(self, config: dict[str, Any], secret: str | None = None) -> None:
         text = orjson.dumps(config, option=_PRETTY, default=str).decode()
@@ -144,13 +210,7 @@ class RunFiles:
 
     def append_request(self, record: RequestRecord) -> None:
         try:
-            if self.max_records is not None and self._lines_in_file >= self.max_records:
-                self._rotate()
-            self._requests.write(orjson.dumps(request_row(record), option=_LINE))
-            self._lines_in_file += 1
-            self.records_written += 1
-            if self._clock() - self._flushed_at >= FLUSH_SECONDS:
-                self.flush()
+            self._requests.append(record)
         except OSError as exc:
             raise RunFilesError(_describe(self.path, exc)) from None
 
@@ -176,7 +236,6 @@ class RunFiles:
             self._intervals.flush()
         except OSError as exc:
             raise RunFilesError(_describe(self.path, exc)) from None
-        self._flushed_at = self._clock()
 
     def close(self) -> None:
         if self._closed:
@@ -191,19 +250,6 @@ class RunFiles:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _create(self, name: str) -> BinaryIO:
-        """Exclusive create: appending to a previous run's files would silently mix two runs."""
-        path = self.path / name
-        handle = open(path, "xb", buffering=_BUFFER_BYTES)  # noqa: SIM115 (closed in close())
-        if name.startswith("requests"):
-            self.request_files.append(path)
-        return handle
-
-    def _rotate(self) -> None:
-        self._requests.close()
-        self._requests = self._create(rotated_requests(len(self.request_files)))
-        self._lines_in_file = 0
 
     def _replace(self, name: str, data: bytes) -> None:
         """Temp file, fsync, rename over `name`: readers see the old or the new file, whole."""
