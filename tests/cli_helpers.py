@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tmesh.results.rundir import request_files
 from tmesh.sim.profiles import PROFILES
 
 SMALL_WORKLOAD = [
@@ -81,7 +82,9 @@ async def read_until(stream: asyncio.StreamReader, marker: str, timeout: float =
 def read_run(path: Path) -> tuple[dict, list[dict], list[dict], dict]:
     """The four files of a run, parsed strictly (any invalid line fails the test)."""
     config = json.loads((path / "config.json").read_text())
-    requests = [json.loads(line) for line in (path / "requests.jsonl").read_text().splitlines()]
+    requests = [
+        json.loads(line) for file in request_files(path) for line in file.read_text().splitlines()
+    ]
     intervals = [json.loads(line) for line in (path / "intervals.jsonl").read_text().splitlines()]
     summary = json.loads((path / "summary.json").read_text())
     return config, requests, intervals, summary

@@ -22,8 +22,9 @@ class OptionSpec:
     have no flag. `minimum` bounds numbers (`above_minimum` makes it strict: > rather than >=).
     `default_text` replaces the default in the help when the bare value would not explain
     itself (`None` meaning "sized from …", say). `negate` turns a boolean that defaults to True
-    into a `--no-…` switch. `check` vets a value the other fields cannot describe (a list of
-    limits in one string, say): it returns what the value must be instead, or None.
+    into a `--no-…` switch. `bare` lets the flag stand alone for that value. `check` vets a
+    value the other fields cannot describe (a list of limits in one string, say): it returns
+    what the value must be instead, or None.
     """
 
     help: str
@@ -38,6 +39,8 @@ class OptionSpec:
     flagged: bool = True
     negate: bool = False
     check: Callable[[Any], str | None] | None = None
+    bare: str | None = None
+    """The value of the flag given without one (`--ray` alone means `auto`)."""
 
 
 def option(default: Any, **spec: Any) -> Any:

@@ -115,7 +115,7 @@ async def test_workers_share_the_workload_and_merge_exactly(sim, tmp_path) -> No
     assert len(requests) == 40 == summary["total_requests"]
     assert {r["worker"] for r in requests} == {0, 1}
     assert sorted(r["index"] for r in requests) == list(range(40))
-    assert all(r["index"] % 2 == r["worker"] for r in requests)
+    assert all(r["context_id"] % 2 == r["worker"] for r in requests)
     ttfts = sorted(r["ttft"] for r in requests)
     assert summary["overall"]["ttft"]["max"] == pytest.approx(ttfts[-1], rel=1e-6)
     assert summary["overall"]["ttft"]["mean"] == pytest.approx(sum(ttfts) / 40, rel=1e-6)

@@ -361,3 +361,33 @@ class BenchmarkOptions:
         help="keep retrying discovery this long while the server refuses, resets or answers "
         "5xx/429 (0: fail at once)",
     )
+    ray: str | None = option(
+        None,
+        group=RUN,
+        metavar="ADDRESS",
+        bare="auto",
+        help="generate the load on a Ray cluster (the `ray` extra): its ADDRESS, or alone "
+        "(auto) $RAY_ADDRESS, else a local cluster on 127.0.0.1",
+    )
+    ray_actors: int | None = option(
+        None,
+        group=RUN,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        default_text="one per node with a CPU",
+        help="load-generating actors with --ray",
+    )
+    tolerate_actor_loss: bool = option(
+        False,
+        group=RUN,
+        help="with --ray or --workers: go on when an actor or worker dies, and say so in every "
+        "block and the summary (default: stop, naming it)",
+    )
+    gather: bool = option(
+        True,
+        group=OUTPUT,
+        negate=True,
+        help="with --ray: leave each actor's request files on its node (their paths in "
+        "summary.json) instead of copying them into the run folder",
+    )

@@ -27,9 +27,8 @@ from tmesh.bench.endpoint.discovery import (
 from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
-from tmesh.bench.load.runner import LoopControl, StopRules
+from tmesh.bench.load.runner import LoopControl, StopRules, TickFn
 from tmesh.bench.load.traffic import Traffic, TrafficKind, make_loop
-from tmesh.bench.load.workers import WorkerPool, worker_tasks
 from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
@@ -40,7 +39,10 @@ from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
+from tmesh.bench.part import PartTask, part_tasks
+from tmesh.bench.parts import PartsDriver
 from tmesh.bench.prepare import Prepared
+from tmesh.bench.workers import WorkerPool
 from tmesh.bench.workload.sessions import AnswerCosts
 from tmesh.results.records import (
     ClientHealth,
@@ -54,6 +56,12 @@ from tmesh.text import mask_key, scrub
 
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
+
+Spread = Callable[[PartTask, Recorder, TickFn], PartsDriver]
+"""Builds the driver of a run spread over a cluster from the task each part's is cut from
+(it holds the rules and the origin), the run's recorder (whose `absorb` takes their windows)
+and the tick callback: `cli` hands
+one to `measure` for `--ray`, so this module never imports a cluster library."""
 
 
 @dataclass
@@ -165,6 +173,8 @@ class Session:
     def finish(self, stop_reason: StopReason) -> RunSummary:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
+        if isinstance(self.loop, PartsDriver):
+            summary.parts = self.loop.parts_summary()
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
         try:
             self.files.write_summary(summary)
@@ -189,8 +199,11 @@ class Session:
         return time.monotonic() - self.origin
 
 
-async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome:
-    """Run the load loop until a stop rule or a signal, and show the summary."""
+async def measure(
+    opts: BenchmarkOptions, prep: Prepared, view: View, spread: Spread | None = None
+) -> Outcome:
+    """Run the load loop until a stop rule or a signal, and show the summary; `spread` runs it
+    on a cluster."""
     spec = prep.spec
     run = Session(opts, prep, view)
     if run.exporter:
@@ -216,7 +229,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
 
-        loop = run.loop = _load_loop(opts, prep, run, pool, config, session)
+        loop = run.loop = _load_loop(opts, prep, run, pool, config, session, spread)
         try:
             with _signals(loop, run, view):
                 state = await loop.run()
@@ -258,8 +271,10 @@ def _load_loop(
     pool: Pool,
     config: ClientConfig,
     session: aiohttp.ClientSession,
+    spread: Spread | None,
 ) -> LoopControl:
-    """One event loop in this process, or `--workers` processes sharing the workload."""
+    """One event loop in this process, `--workers` processes or a cluster's actors sharing the
+    workload."""
     rules = StopRules(
         duration=opts.duration,
         max_requests=opts.max_requests,
@@ -267,11 +282,19 @@ def _load_loop(
         grace_s=opts.grace,
     )
     traffic = _traffic(prep)
-    if opts.workers > 1:
-        tasks = worker_tasks(
-            opts.workers, traffic, config, run.origin, opts.insecure, opts.interval, rules
-        )
-        return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
+    if spread is not None or opts.workers > 1:
+        template = PartTask(
+            traffic, config, run.origin, opts.insecure, opts.interval, rules, prep.spec,
+            str(run.files.path), opts.warmup, run.recorder.slo, run.recorder.gap_edges,
+            opts.max_records,
+        )  # fmt: skip
+        if spread is not None:
+            return spread(template, run.recorder, run.on_tick)
+        tasks = part_tasks(opts.workers, template)
+        return WorkerPool(
+            tasks, run.recorder.absorb, run.on_tick, traffic.cap, rules, run.origin,
+            opts.interval, opts.tolerate_actor_loss,
+        )  # fmt: skip
     costs = AnswerCosts(prep.sessions, session) if prep.sessions else None
     return make_loop(
         traffic, pool, config, costs, run.on_record, run.on_tick, rules, run.origin, opts.interval

@@ -63,8 +63,10 @@ def _add_flag(
         return
     if shown is not None:
         text = f"{text} (default: {shown})"
+    bare: dict[str, Any] = {} if spec.bare is None else {"nargs": "?", "const": spec.bare}
     group.add_argument(
         name,
+        **bare,
         dest=field.name,
         default=field.default,
         type=_argparse_type(field, _base_type(hint)),

@@ -8,6 +8,7 @@ damage, repaired here once so every renderer downstream can trust what it gets.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import math
 from array import array
@@ -24,7 +25,7 @@ from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES, parse_gap_buckets
 from tmesh.report.replay import Replay
 from tmesh.results.decode import RecordShapeError, build_record, is_number
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
-from tmesh.results.rundir import CONFIG, INTERVALS, SUMMARY, request_files
+from tmesh.results.rundir import CONFIG, INTERVALS, SUMMARY, request_files, request_streams
 
 T = TypeVar("T")
 
@@ -201,23 +202,38 @@ def _measures(config: dict[str, Any]) -> tuple[Slo | None, tuple[float, ...]]:
 def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> RequestColumns:
     ttft, visit, rotation = array("d"), array("q"), array("q")
     failed = 0
-    for path in request_files(root):
-        for record in _read_jsonl(path, RequestRecord, notes):
-            if replay is not None:
-                replay.add(record)
-            if not record.ok:
-                failed += 1
-                continue
-            first_token = record.ttft
-            ttft.append(math.nan if first_token is None else first_token)
-            visit.append(record.visit)
-            rotation.append(record.rotation)
+    for record in _finishing_order(root, notes):
+        if replay is not None:
+            replay.add(record)
+        if not record.ok:
+            failed += 1
+            continue
+        first_token = record.ttft
+        ttft.append(math.nan if first_token is None else first_token)
+        visit.append(record.visit)
+        rotation.append(record.rotation)
     return RequestColumns(
         np.frombuffer(ttft, np.float64),
         np.frombuffer(visit, np.int64),
         np.frombuffer(rotation, np.int64),
         failed,
     )
+
+
+def _finishing_order(root: Path, notes: list[str]) -> Iterator[RequestRecord]:
+    """The records of every writer (the run, each part of a spread run) merged in the order they
+    finished: each writer's files are in that order already."""
+    streams = [
+        (record for path in stream for record in _read_jsonl(path, RequestRecord, notes))
+        for stream in request_streams(root)
+    ]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=_finished)
+
+
+def _finished(record: RequestRecord) -> float:
+    return record.t_end if record.t_end is not None else record.t0
 
 
 def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:

@@ -59,6 +59,8 @@ def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
             return None
         raise RecordShapeError(f"{name} is null")
     for option in options:
+        if option is Any:
+            return value
         if option is float or option is int:
             if is_number(value) and (option is float or float(value).is_integer()):
                 return option(value)

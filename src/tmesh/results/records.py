@@ -7,7 +7,7 @@ one shape; the JSON written to a run folder is `dataclasses.asdict` of these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Api = Literal["completions", "chat"]
 """Which OpenAI endpoint a run calls; with `chat`, a prompt is sent as the user message."""
@@ -285,6 +285,8 @@ class ClientHealth:
     lateness_ms: float = 0.0
     lateness_max_ms: float = 0.0
     scheduled: bool = False
+    parts_lost: int = 0
+    """Parts of a spread run (`--workers`, `--ray`) lost so far, with `--tolerate-actor-loss`."""
 
 
 @dataclass
@@ -404,3 +406,7 @@ class RunSummary:
     """Requests sent (whatever their outcome) per second, from the start to the last send."""
     cap_hits: int = 0
     """Scheduled requests that had to wait for a free in-flight slot."""
+    parts: list[dict[str, Any]] | None = None
+    """A run spread over processes or machines: each part's number, node, request files (in
+    the run folder, or on the node with `--no-gather`), clock offset and uncertainty, or why it
+    was lost."""

@@ -277,9 +277,14 @@ class LoopControl:
             await self._pause(max(0.0, tick * self._interval - self.now()))
             if self.state.stop.is_set():
                 return
+            await self._before_tick(tick)
             now = self.now()
             await self._on_tick(now, self.health(now))
             self._first_minute_rule(now)
+
+    async def _before_tick(self, tick: int) -> None:
+        """Called at boundary `tick` before the interval closes: a driver of parts waits there
+        for their windows."""
 
     def _first_minute_rule(self, now: float) -> None:
         state = self.state

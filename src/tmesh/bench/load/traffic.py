@@ -47,8 +47,10 @@ class Traffic:
 
 
 def worker_plans(prompts: PromptSet, seed: int, worker: int, workers: int) -> Iterator[RequestPlan]:
-    """This worker's share of the one global tiling order (same plan indices as a single loop)."""
-    return (p for p in tiling_plans(prompts, seed) if p.index % workers == worker)
+    """This worker's share of the one global tiling order (same plan indices as a single loop):
+    the plans of the contexts it owns (`context mod workers`), so a context's revisits all go out
+    from one worker."""
+    return (p for p in tiling_plans(prompts, seed) if p.context_id % workers == worker)
 
 
 def make_loop(

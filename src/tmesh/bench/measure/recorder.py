@@ -260,6 +260,7 @@ class Recorder:
     ) -> None:
         self.spec = spec
         self.slo = slo
+        self.gap_edges = gap_edges
         self.warmup_seconds = warmup_seconds
         self.interval_seconds = interval_seconds
         self._global = WindowAggregate(slo)

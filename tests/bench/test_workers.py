@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_until, start_cli
+from factories import SEED_SPEC
 
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.runner import StopRules
 from tmesh.bench.load.traffic import Traffic
-from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.part import PartTask, part_tasks
+from tmesh.bench.workers import WorkerPool
 from tmesh.bench.workload.prompts import PromptSet
 from tmesh.sim.server import start_simulator
 
@@ -78,18 +80,19 @@ async def _no_tick(now, health) -> None:
     return None
 
 
-async def test_a_failed_worker_stops_the_run_with_its_reason() -> None:
+async def test_a_failed_worker_stops_the_run_with_its_reason(tmp_path) -> None:
     prompts = PromptSet(["context " * 50] * 2, [["q?"]] * 2, [100] * 2, [[2]] * 2, "x", False)
-    records: list = []
     async with await start_simulator(CLI_PROFILE) as handle:
         config = ClientConfig(handle.url + "/v1", "completions", CLI_PROFILE.model, {}, 4, 30.0)
         rules = StopRules(duration=60.0, grace_s=2.0)
         origin = time.monotonic()
         traffic = Traffic("closed", 2, 0, prompts)
-        good, bad = worker_tasks(2, traffic, config, origin, False, 1.0, rules)
+        spec = replace(SEED_SPEC, num_contexts=2, max_inflight=2)
+        template = PartTask(traffic, config, origin, False, 1.0, rules, spec, str(tmp_path))
+        good, bad = part_tasks(2, template)
         empty = PromptSet([], [], [], [], "x", False)
         bad = replace(bad, traffic=replace(bad.traffic, prompts=empty))
-        pool = WorkerPool([good, bad], records.append, _no_tick, rules, origin, 1.0)
+        pool = WorkerPool([good, bad], lambda window: None, _no_tick, 2, rules, origin, 1.0)
         state = await asyncio.wait_for(pool.run(), 60)
     assert state.stop_reason == "worker-lost"
     assert state.fatal is not None
