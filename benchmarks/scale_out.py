@@ -1,0 +1,184 @@
+"""Load spread over processes and actors: as fast as one process, and as accurate.
+
+Throughput: a closed loop of 100-token streams against the zero-latency server (`_sse_server.py`,
+its own process), run three ways for the same time: in this process (`run_part`, exactly what
+`tmesh-cli benchmark` runs in one process), as `--workers 2` (`WorkerPool`), and with `--ray` as
+2 actors on a local two-node cluster (`RayPool`). Requests/s are the driver's own figures (its
+recorder, fed the parts' windows).
+
+Accuracy (`--ray` only): the server delays the first token by 200 ms and paces the rest 10 ms
+apart; TTFT and ITL as the driver reports them against that truth, and the achieved in-flight
+count against the target.
+
+Driver cost: the CPU the driver spends per interval absorbing and closing the windows of 2, 8 and
+32 simulated parts (each window from 2,000 requests), without a cluster.
+
+The `--ray` runs start Ray: run this script only inside a network namespace that has loopback
+alone, with Ray's outside calls turned off (see README, "Running on a cluster", and `.ci/run`):
+
+    unshare -n sh -c 'ip link set lo up && exec "$@"' sh env RAY_USAGE_STATS_ENABLED=0 \\
+        RAY_USAGE_STATS_REPORT_URL=http://127.0.0.1:9/ RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \\
+        HOME=<folder with ray_bootstrap_config.yaml> python benchmarks/scale_out.py --ray
+
+Usage: python benchmarks/scale_out.py [--seconds S] [--inflight N] [--ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from client_speed import TOKENS, fake_server, load_average  # noqa: E402
+
+from tmesh.bench.load.client import ClientConfig  # noqa: E402
+from tmesh.bench.load.runner import StopRules  # noqa: E402
+from tmesh.bench.load.traffic import Traffic  # noqa: E402
+from tmesh.bench.measure.recorder import Recorder  # noqa: E402
+from tmesh.bench.part import PartReport, PartTask, part_tasks, run_part  # noqa: E402
+from tmesh.bench.workers import WorkerPool  # noqa: E402
+from tmesh.bench.workload.prompts import PromptSet  # noqa: E402
+from tmesh.results.records import ClientHealth, RequestRecord, RunSummary, WorkloadSpec  # noqa: E402
+
+CONTEXTS = 16
+INTERVAL_S = 2.0
+
+
+def spec(inflight: int) -> WorkloadSpec:
+    return WorkloadSpec("bench", CONTEXTS, 4, inflight, 8, TOKENS)
+
+
+def template(port: int, inflight: int, seconds: float, folder: str) -> PartTask:
+    prompts = PromptSet(
+        [f"context {c} " for c in range(CONTEXTS)], [["q?"] * 4] * CONTEXTS, [8] * CONTEXTS,
+        [[4] * 4] * CONTEXTS, "bench", False,
+    )  # fmt: skip
+    config = ClientConfig(f"http://127.0.0.1:{port}/v1", "completions", "bench", {}, TOKENS, 30.0)
+    rules = StopRules(duration=seconds, grace_s=5.0)
+    traffic = Traffic("closed", inflight, 0, prompts)
+    return PartTask(
+        traffic, config, time.monotonic(), False, INTERVAL_S, rules, spec(inflight), folder
+    )
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def one_process(port: int, inflight: int, seconds: float) -> RunSummary:
+    with tempfile.TemporaryDirectory() as folder:
+        task = template(port, inflight, seconds, folder)
+        recorder = Recorder(task.spec, 0.0, INTERVAL_S)
+
+        def ship(report: PartReport) -> None:
+            recorder.absorb(report.window)
+            recorder.snapshot(time.monotonic() - task.origin, health=report.health)
+
+        await run_part(task, ship, lambda loop: None)
+        return recorder.summary(time.monotonic() - task.origin, "duration", "now")
+
+
+async def spread(port: int, inflight: int, seconds: float, how: str) -> RunSummary:
+    with tempfile.TemporaryDirectory() as folder:
+        task = template(port, inflight, seconds, folder)
+        recorder = Recorder(task.spec, 0.0, INTERVAL_S)
+
+        async def tick(now: float, health: ClientHealth) -> None:
+            recorder.snapshot(now, health=health)
+
+        if how == "workers":
+            tasks = part_tasks(2, task)
+            driver: Any = WorkerPool(
+                tasks, recorder.absorb, tick, inflight, task.rules, task.origin, INTERVAL_S
+            )
+        else:
+            driver = RAY.spread(replace(task, origin=time.monotonic()), recorder, tick)
+            task = replace(task, origin=driver._origin)
+        await driver.run()
+        return recorder.summary(time.monotonic() - task.origin, "duration", "now")
+
+
+def throughput_line(name: str, summary: RunSummary, single: float | None) -> str:
+    ratio = f"{summary.qps / single:5.2f}x" if single else "  1.00x"
+    inflight = summary.health.inflight_mean
+    return f"{name:<22} {summary.qps:9,.0f} req/s  {ratio}  in flight {inflight:5.1f}"
+
+
+def driver_cost(parts: int, intervals: int = 5) -> float:
+    """CPU ms the driver spends per interval on `parts` windows of 2,000 requests each."""
+    rng = random.Random(parts)
+    workload = spec(64)
+    sources = [Recorder(workload, 0.0, INTERVAL_S) for _ in range(parts)]
+    driver = Recorder(workload, 0.0, INTERVAL_S)
+    spent = 0.0
+    for interval in range(intervals):
+        windows = []
+        for source in sources:
+            for i in range(2000):
+                t0 = interval * INTERVAL_S + rng.random()
+                first = t0 + rng.uniform(0.05, 0.3)
+                source.add(RequestRecord(
+                    index=i, context_id=i % CONTEXTS, question_id=0, visit=i // CONTEXTS,
+                    rotation=0, t0=t0, t_first=first, t_last=first + 0.5, t_end=first + 0.51,
+                    prompt_tokens=1000, completion_tokens=50, usage_reported=True,
+                ))  # fmt: skip
+            windows.append(source.take_part())
+        before = cpu_seconds()
+        for window in windows:
+            driver.absorb(window)
+        driver.snapshot((interval + 1) * INTERVAL_S)
+        spent += cpu_seconds() - before
+    return 1000 * spent / intervals
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    print(
+        f"scale-out: {TOKENS}-token streams, {args.inflight} in flight, {args.seconds:g} s per "
+        f"run; {os.cpu_count()} CPUs, load average {load_average()}",
+        flush=True,
+    )
+    with fake_server() as port:
+        single = await one_process(port, args.inflight, args.seconds)
+        print(throughput_line("one process", single, None), flush=True)
+        workers = await spread(port, args.inflight, args.seconds, "workers")
+        print(throughput_line("--workers 2", workers, single.qps), flush=True)
+        if RAY is not None:
+            actors = await spread(port, args.inflight, args.seconds, "ray")
+            print(throughput_line("--ray, 2 actors", actors, single.qps), flush=True)
+    if RAY is not None:
+        await RAY.accuracy(args)
+    print("\ndriver CPU per interval (absorbing the windows, closing the interval)")
+    for parts in (2, 8, 32):
+        print(f"  {parts:>2} parts: {driver_cost(parts):6.2f} ms", flush=True)
+    print(f"\nload average at the end: {load_average()}")
+
+
+RAY: Any = None
+
+
+def main() -> None:
+    global RAY
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--ray", action="store_true", help="also run on a local Ray cluster")
+    args = parser.parse_args()
+    if args.ray:
+        import _scale_out_ray
+
+        RAY = _scale_out_ray
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
