@@ -21,7 +21,7 @@ from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
 from tmesh.bench.prepare import BenchmarkError, Local, check_local, prepare
-from tmesh.bench.run import Outcome, measure
+from tmesh.bench.run import Outcome, Spread, measure
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
@@ -110,6 +110,21 @@ def conflict(opts: BenchmarkOptions) -> str | None:
         return "--find-max-users needs --slo and a user count (not --session-rate)"
     if opts.gpu_kv_tokens is not None and not opts.demo:
         return "--gpu-kv-tokens sizes the simulated engine of --demo"
+    return cluster_conflict(opts)
+
+
+def cluster_conflict(opts: BenchmarkOptions) -> str | None:
+    """The options of a spread run that do not go together, in one line."""
+    if opts.ray is None:
+        if opts.ray_actors is not None or not opts.gather:
+            return f"{'--ray-actors' if opts.ray_actors is not None else '--no-gather'} needs --ray"
+        if opts.tolerate_actor_loss and opts.workers < 2:
+            return "--tolerate-actor-loss needs --ray or --workers 2 or more"
+        return None
+    if opts.workers > 1:
+        return "--ray and --workers are two ways to spread the load: choose one"
+    if opts.find_max_users:
+        return "--find-max-users runs on one machine: drop --ray"
     return None
 
 
@@ -121,8 +136,8 @@ def run(opts: BenchmarkOptions) -> int:
     view = View(opts.quiet, opts.json, opts.live, opts.duration)
     try:
         local = check_local(opts)
-        with _target(opts, view):
-            outcome = asyncio.run(_benchmark(opts, view, local))
+        with _target(opts, view), _cluster(opts, view) as spread:
+            outcome = asyncio.run(_benchmark(opts, view, local, spread))
     except SETUP_ERRORS as exc:
         view.error(str(exc))
         return EXIT_USAGE
@@ -142,11 +157,49 @@ def run(opts: BenchmarkOptions) -> int:
     return EXIT_RUN_FAILED if errors else EXIT_OK
 
 
-async def _benchmark(opts: BenchmarkOptions, view: View, local: Local) -> Outcome:
+async def _benchmark(
+    opts: BenchmarkOptions, view: View, local: Local, spread: Spread | None
+) -> Outcome:
     prep = await prepare(opts, view, local)
     if opts.find_max_users:
         return await find_max_users(opts, prep, view)
-    return await measure(opts, prep, view)
+    return await measure(opts, prep, view, spread)
+
+
+@contextlib.contextmanager
+def _cluster(opts: BenchmarkOptions, view: View) -> Iterator[Spread | None]:
+    """For --ray, connect to the cluster (or start a local one) and place the actors.
+
+    Ray is loaded only here: it is an optional extra, and importing it costs half a second. A
+    local cluster is told, before Ray is imported, not to report usage and to stay on 127.0.0.1
+    (Ray otherwise finds "its" address by asking the route to a public resolver).
+    """
+    if opts.ray is None:
+        yield None
+        return
+    address = os.environ.get("RAY_ADDRESS") if opts.ray == "auto" else opts.ray
+    if not address:
+        address = None
+        for name in ("RAY_USAGE_STATS_ENABLED", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
+            os.environ.setdefault(name, "0")
+    try:
+        from tmesh.bench import ray_pool
+    except ImportError:
+        raise BenchmarkError("--ray needs Ray: pip install 'tmesh-bench[ray]'") from None
+    view.progress(f"ray: connecting to {address}…" if address else "ray: starting a local cluster…")
+    try:
+        cluster = ray_pool.RayCluster(
+            address, opts.ray_actors, opts.api_key, opts.gather, opts.tolerate_actor_loss
+        )
+    except ray_pool.ClusterError as exc:
+        raise BenchmarkError(f"ray: {exc}") from None
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BenchmarkError(f"ray: cannot use the cluster at {address}: {exc}") from None
+    view.progress(cluster.describe())
+    try:
+        yield cluster.spread
+    finally:
+        cluster.close()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,194 @@
+"""`--ray` on a two-node Ray cluster on this machine: the run's figures are those of its records,
+no context is split across actors, the key leaves no trace in Ray's files, a dead actor stops the
+run naming it (or is tolerated and said), and Ctrl-C stops every actor and still writes the
+summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import select
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
+from factories import SEED_SPEC
+
+from tmesh.bench.load.client import ClientConfig
+from tmesh.bench.load.runner import StopRules
+from tmesh.bench.load.traffic import Traffic
+from tmesh.bench.measure.recorder import Recorder
+from tmesh.bench.part import PartTask
+from tmesh.bench.workload.prompts import PromptSet
+from tmesh.results.records import ClientHealth, IntervalSnapshot
+from tmesh.sim.server import start_simulator
+
+pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from tmesh.bench.ray_pool import RayCluster  # noqa: E402
+
+SECRET = "tmesh-secret-7f3a9c1d5e"
+
+
+def loopback_only() -> bool:
+    """True inside a network namespace whose only interface is loopback."""
+    return {name for _, name in socket.if_nameindex()} == {"lo"}
+
+
+def still_running(pids: list[int], timeout: float) -> list[int]:
+    """Wait on each process's pidfd (readable once it exits); return those still running."""
+    alive = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                alive.append(pid)
+        finally:
+            os.close(fd)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Two nodes of one CPU on 127.0.0.1; Ray's session folder (and the address file it
+    otherwise keeps in /tmp/ray) under pytest's tmp dir."""
+    if not loopback_only():
+        pytest.fail("the ray tests start Ray: run them inside `unshare -n` (see .ci/run)")
+    home = tmp_path_factory.mktemp("home")
+    (home / "ray_bootstrap_config.yaml").write_text("provider: {type: local}\n")
+    temp_dir = tmp_path_factory.mktemp("tmp") / "ray"
+    temp_dir.mkdir()
+    os.environ["RAY_TMPDIR"] = str(temp_dir.parent)
+    saved = os.environ.get("HOME")
+    os.environ["HOME"] = str(home)
+    common = {"node_ip_address": "127.0.0.1", "num_cpus": 1, "object_store_memory": 80 << 20}
+    try:
+        nodes = Cluster(
+            initialize_head=True,
+            head_node_args={**common, "include_dashboard": False, "temp_dir": str(temp_dir)},
+        )
+        nodes.add_node(**common)
+        nodes.wait_for_nodes()
+    finally:
+        os.environ["HOME"] = saved or ""
+    yield nodes.address, temp_dir
+    nodes.shutdown()
+
+
+def files_holding(folder: Path, text: str) -> list[Path]:
+    needle = text.encode()
+    return [p for p in folder.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+async def test_a_run_on_two_nodes(cluster, tmp_path) -> None:
+    address, temp_dir = cluster
+    out = tmp_path / "run"
+    async with await start_simulator(CLI_PROFILE) as sim:
+        result = await run_cli(
+            "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--max-inflight", "4",
+            "--ray", address, "--max-requests", "200", "--interval", "1", "--api-key", SECRET,
+            "--output-dir", str(out), timeout=180,
+        )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "2 actors on 2 nodes (STRICT_SPREAD)" in result.stderr
+    _, requests, intervals, summary = read_run(out)
+    parts = summary["parts"]
+    assert [p["part"] for p in parts] == [0, 1]
+    assert len({p["node"] for p in parts}) == 2
+    assert all(abs(p["clock_offset_ms"]) <= p["clock_uncertainty_ms"] + 1.0 for p in parts)
+    assert sorted(f for p in parts for f in p["files"]) == [
+        "requests.part0.jsonl",
+        "requests.part1.jsonl",
+    ]
+    assert len(requests) == 200 == summary["total_requests"] == sum(p["records"] for p in parts)
+    owner = {r["context_id"]: r["worker"] for r in requests}
+    assert all(owner[r["context_id"]] == r["worker"] for r in requests), "a context was split"
+    assert set(owner.values()) == {0, 1}
+    ttfts = sorted(r["ttft"] for r in requests)
+    assert summary["overall"]["ttft"]["max"] == pytest.approx(ttfts[-1], rel=1e-3)
+    assert summary["overall"]["ttft"]["mean"] == pytest.approx(sum(ttfts) / 200, rel=1e-9)
+    assert intervals[-1]["total_requests"] == 200
+    assert SECRET not in (out / "config.json").read_text()
+    assert files_holding(temp_dir, SECRET) == []
+
+
+def closed_task(url: str, folder: Path, seconds: float) -> PartTask:
+    prompts = PromptSet(["context " * 50] * 4, [["q?"]] * 4, [100] * 4, [[2]] * 4, "x", False)
+    config = ClientConfig(url + "/v1", "completions", CLI_PROFILE.model, {}, 4, 30.0)
+    spec = replace(SEED_SPEC, num_contexts=4, max_inflight=4)
+    rules = StopRules(duration=seconds, grace_s=2.0)
+    traffic = Traffic("closed", 4, 0, prompts)
+    return PartTask(traffic, config, time.monotonic(), False, 1.0, rules, spec, str(folder))
+
+
+async def run_and_kill(address: str, folder: Path, tolerate: bool) -> tuple:
+    """Two actors; actor 1 is killed once the first interval closed."""
+    snaps: list[IntervalSnapshot] = []
+    first = asyncio.Event()
+    async with await start_simulator(CLI_PROFILE) as sim:
+        nodes = RayCluster(address, 2, None, tolerate_loss=tolerate)
+        try:
+            task = closed_task(sim.url, folder, 8.0)
+            recorder = Recorder(task.spec, 0.0, 1.0)
+
+            async def tick(now: float, health: ClientHealth) -> None:
+                snaps.append(recorder.snapshot(now, health=health))
+                first.set()
+
+            pool = nodes.spread(task, recorder, tick)
+            running = asyncio.create_task(pool.run())
+            await asyncio.wait_for(first.wait(), 60)
+            ray.kill(nodes.actors[1])
+            state = await asyncio.wait_for(running, 60)
+            parts = pool.parts_summary()
+        finally:
+            nodes.close()
+    return state, snaps, parts
+
+
+async def test_a_dead_actor_stops_the_run_naming_it(cluster, tmp_path) -> None:
+    state, _, parts = await run_and_kill(cluster[0], tmp_path, tolerate=False)
+    assert state.stop_reason == "worker-lost"
+    assert state.fatal.startswith("stopping: actor 1 on node 127.0.0.1 (")
+    assert "died" in state.fatal
+    assert parts[1]["lost"] and "files" in parts[0]
+
+
+async def test_a_tolerated_loss_goes_on_and_is_said(cluster, tmp_path) -> None:
+    state, snaps, parts = await run_and_kill(cluster[0], tmp_path, tolerate=True)
+    assert state.stop_reason == "duration"
+    assert snaps[-1].health.parts_lost == 1
+    assert snaps[-1].interval_stats.requests > 0, "the other actor stopped too"
+    assert "lost" in parts[1] and "lost" not in parts[0]
+
+
+async def test_ctrl_c_stops_every_actor_and_writes_the_summary(cluster, tmp_path) -> None:
+    out = tmp_path / "run"
+    async with await start_simulator(CLI_PROFILE) as sim:
+        proc = await start_cli(
+            "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--ray", cluster[0],
+            "--interval", "1", "--output-dir", str(out),
+        )  # fmt: skip
+        await read_until(proc.stdout, "Elapsed Time", timeout=120)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "signal"
+    assert [sorted(p["files"]) for p in summary["parts"]] == [
+        ["requests.part0.jsonl"],
+        ["requests.part1.jsonl"],
+    ]
+    actors = [p["pid"] for p in summary["parts"]]
+    assert await asyncio.to_thread(still_running, actors, 30.0) == []
