@@ -28,6 +28,13 @@ from tmesh.bench.load.client import ClientConfig, send_request
 from tmesh.bench.load.http import Pool
 from tmesh.bench.load.runner import LoadLoop, LoopControl, StopRules
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.measure.idealcache import (
+    IdealCache,
+    Predictor,
+    ReuseScore,
+    cache_geometry,
+    reuse_figures,
+)
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
@@ -38,8 +45,11 @@ from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
 from tmesh.bench.workload.counting import choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
-from tmesh.bench.workload.schedule import tiling_plans
+from tmesh.bench.workload.replay import Replay, prepare_replay
+from tmesh.bench.workload.schedule import tiling_plans, tiling_segments
 from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
+from tmesh.bench.workload.tokens import TokenOracle
+from tmesh.bench.workload.trace import Trace, load_trace
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
@@ -81,17 +91,22 @@ class Outcome:
 
 @dataclass
 class Prepared:
-    """What set-up produced: the target, the workload and its prompts."""
+    """What set-up produced: the target, the workload and its prompts (for a trace, its replay
+    and a prompt set of no contexts that carries how tokens were counted)."""
 
     base_url: str
     discovery: Discovery
     spec: WorkloadSpec
     prompts: PromptSet
     ignore_eos: bool
+    replay: Replay | None = None
 
 
 async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
     """Discover the model, size the workload and build its prompts (exit 2 on any failure)."""
+    if opts.trace and opts.workers > 1:
+        raise BenchmarkError("a trace is replayed by one process: leave out --workers")
+    trace = load_trace(opts.trace, opts.trace_format, opts.block_size) if opts.trace else None
     base_url = normalize_endpoint(opts.endpoint or "")
     headers = auth_headers(opts.api_key)
     async with open_session(4, opts.insecure) as session:
@@ -106,14 +121,20 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
                 found.models,
             )
         )
-        spec = _size(opts, found)
-        ignore_eos = await probe_ignore_eos(session, base_url, found.model, spec.api, headers)
+        spec = _size(opts, found) if trace is None else None
+        ignore_eos = await probe_ignore_eos(session, base_url, found.model, opts.api, headers)
         view.progress("choosing a token counter…")
         oracle = await choose_oracle(
-            session, base_url, found.model, spec.api, headers, opts.tokenizer,
+            session, base_url, found.model, opts.api, headers, opts.tokenizer,
             progress=view.progress,
         )  # fmt: skip
-        overhead = await request_overhead(session, base_url, found.model, spec.api, headers, oracle)
+        overhead = await request_overhead(session, base_url, found.model, opts.api, headers, oracle)
+        if spec is None:
+            assert trace is not None
+            replay = await _replay(opts, trace, oracle, overhead or 0, view)
+            spec = _trace_spec(opts, found, replay)
+            prompts = PromptSet([], [], [], [], oracle.name, replay.book.exact, overhead or 0)
+            return Prepared(base_url, found, spec, prompts, ignore_eos, replay)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
         prompt_set.overhead = overhead or 0
@@ -148,6 +169,50 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
     if limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens:
         raise BenchmarkError(_too_long(spec, limit, "plus a question"))
     return spec
+
+
+async def _replay(
+    opts: BenchmarkOptions, trace: Trace, oracle: TokenOracle, overhead: int, view: View
+) -> Replay:
+    replay = await prepare_replay(
+        trace, oracle, seed=opts.seed, max_requests=opts.max_requests, loop=opts.loop,
+        time_scale=opts.time_scale, progress=view.progress,
+    )  # fmt: skip
+    replay.overhead = overhead
+    view.out(replay.describe())
+    return replay
+
+
+def _trace_spec(opts: BenchmarkOptions, found: Discovery, replay: Replay) -> WorkloadSpec:
+    """The trace's figures in the shape of a workload: its first blocks as contexts, its mean
+    lengths; every request must fit the server's context."""
+    rows = replay.trace.requests[: len(replay.blocks)]
+    limit = found.context
+    longest = max(rows, key=lambda r: r.input_length + r.output_length)
+    if (
+        limit is not None
+        and longest.input_length + longest.output_length + replay.overhead > limit.tokens
+    ):
+        raise BenchmarkError(
+            f"--trace {opts.trace} line {longest.line}: input_length {longest.input_length} + "
+            f"output_length {longest.output_length} exceeds the server's context of "
+            f"{limit.tokens} tokens ({limit.source})"
+        )
+    kv_bytes = opts.kv_bytes_per_token or kv_bytes_per_token(found.model)
+    if opts.model_config is not None:
+        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
+    return size_workload(
+        found.model,
+        kv_bytes,
+        opts.offload_size,
+        round(sum(r.input_length for r in rows) / len(rows)),
+        round(sum(r.output_length for r in rows) / len(rows)),
+        num_contexts=replay.num_contexts,
+        questions_per_context=1,
+        max_inflight=opts.max_inflight,
+        seed=opts.seed,
+        api=opts.api,
+    )
 
 
 def _check_fits(spec: WorkloadSpec, prompts: PromptSet, limit: ContextLimit | None) -> None:
@@ -217,8 +282,28 @@ class Session:
         self.summary_written = False
         self.files_error: str | None = None
         self._said_unavailable = False
+        self.predictor: Predictor | None = None
+        self.cache_tokens: int | None = None
+        self.reuse = ReuseScore()
+
+    def start_predicting(self) -> None:
+        """The ideal caches, sized from the first scrape (or `--cache-tokens`), over the plans
+        in the order they are sent."""
+        prep = self.prep
+        capacity, block = cache_geometry(self.first_sample, self.opts.cache_tokens)
+        stream = (
+            prep.replay.segments()
+            if prep.replay is not None
+            else tiling_segments(prep.prompts, prep.spec.seed)
+        )
+        self.cache_tokens = capacity
+        self.predictor = Predictor(stream, IdealCache(capacity, block))
 
     def on_record(self, record: RequestRecord) -> None:
+        prediction = self.predictor.predict(record.index) if self.predictor else None
+        if prediction is not None:
+            record.prediction = prediction.label
+            self.reuse.add(prediction, record)
         self.recorder.add(record)
         self._write(self.files.append_request, record)
         if self.exporter:
@@ -254,6 +339,8 @@ class Session:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
+        ideal = reuse_figures(self.reuse, summary.server, self.cache_tokens)
+        summary.server = {**(summary.server or {}), **ideal} or None
         try:
             self.files.write_summary(summary)
         except RunFilesError as exc:
@@ -302,6 +389,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
             url = opts.metrics_url or default_metrics_url(prep.base_url)
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
+        run.start_predicting()
 
         loop = run.loop = _load_loop(opts, prep, run, pool, config)
         try:
@@ -354,8 +442,9 @@ def _load_loop(
     async def send(plan: RequestPlan) -> RequestRecord:
         return await send_request(pool, config, plan, run.origin)
 
+    plans = prep.replay.plans() if prep.replay else tiling_plans(prep.prompts, spec.seed)
     return LoadLoop(
-        tiling_plans(prep.prompts, spec.seed),
+        plans,
         send,
         run.on_record,
         run.on_tick,

@@ -31,9 +31,11 @@ StopReason = Literal[
     "worker-lost",
     "stopped",
     "interrupted",
+    "end",
 ]
 """Why a run ended, as `summary.json` records it: a limit it was given (`duration`,
-`max-requests`), the user (`signal`, and `interrupted` for a second Ctrl-C), a stop rule on
+`max-requests`), the workload running out (`end`: a trace replayed to its end), the user
+(`signal`, and `interrupted` for a second Ctrl-C), a stop rule on
 failing requests (`errors`), or a failure of tmesh's own side (`failed`, `write-error`,
 `worker-lost`); `stopped` when the load ended without naming a reason."""
 STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
@@ -60,7 +62,8 @@ class RequestPlan:
     """One request to send: which context, which question, and the text to send.
 
     `visit` counts how many times this context was sent before (0 = first visit, "cold");
-    `rotation` is how many full passes over all contexts preceded this request.
+    `rotation` is how many full passes over all contexts preceded this request. `max_tokens`
+    replaces the run's output length for this request (a trace gives each its own).
     """
 
     index: int
@@ -71,6 +74,7 @@ class RequestPlan:
     context: str
     question: str
     expected_prompt_tokens: int
+    max_tokens: int | None = None
 
     @property
     def prompt(self) -> str:
@@ -85,7 +89,9 @@ class RequestRecord:
     included); `t_end` the end of the stream (or of the failure). `usage_reported` says whether
     token counts came from the server's `usage` or were estimated by the client;
     `planned_prompt_tokens` is what the prompt builder counted, so a run's files alone show
-    whether the server agrees with tmesh's token counts.
+    whether the server agrees with tmesh's token counts. `prediction` is what an ideal LRU cache
+    of the server's GPU capacity says of the request (`resident`, `evicted` or `new`; see
+    `bench.measure.idealcache`), so TTFT can be read by prediction.
     """
 
     index: int
@@ -107,6 +113,7 @@ class RequestRecord:
     status: int | None = None
     retry_after: float | None = None
     worker: int = 0
+    prediction: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -108,9 +108,15 @@ def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
-def request_body(config: ClientConfig, prompt: str) -> bytes:
-    """The JSON body of one request, serialised once."""
-    return orjson.dumps(with_prompt(config._body, config.api, prompt))
+def request_body(config: ClientConfig, prompt: str, max_tokens: int | None = None) -> bytes:
+    """The JSON body of one request, serialised once; `max_tokens` replaces the run's output
+    length (and its `min_tokens` with it)."""
+    request = with_prompt(config._body, config.api, prompt)
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+        if "min_tokens" in request:
+            request["min_tokens"] = max_tokens
+    return orjson.dumps(request)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -143,7 +149,7 @@ async def send_request(
     """
     if not isinstance(pool, Pool):
         raise TypeError(f"send_request needs a Pool, not {type(pool).__name__}")
-    body = request_body(config, plan.prompt)
+    body = request_body(config, plan.prompt, plan.max_tokens)
     loop = asyncio.get_running_loop()
     for attempt in range(2):
         exchange = _Exchange(config, loop, time.monotonic())
