@@ -43,9 +43,7 @@ class Conversation:
     chat_id: int = -1
 
 
-def _request(
-    conv: Conversation, grow: int, block: int, ids: Ids
-) -> tuple[int, list[int]]:
+def _request(conv: Conversation, grow: int, block: int, ids: Ids) -> tuple[int, list[int]]:
     """The next turn: the shared full blocks of the previous prompt, then new blocks."""
     conv.length += grow
     kept = conv.ids[: conv.length // block] if conv.ids else list(conv.system)
@@ -65,8 +63,7 @@ def _requests(rng: random.Random, block: int, count: int) -> list[dict[str, obje
     conversations: list[Conversation] = []
     rows: list[dict[str, object]] = []
     recent: list[Conversation] = []
-    chat = 0
-    for _ in range(count):
+    for chat in range(count):
         ready = [c for c in conversations if c not in recent[-4:] and c.length < 5000]
         choice = rng.random()
         if ready and choice < 0.5:
@@ -95,7 +92,6 @@ def _requests(rng: random.Random, block: int, count: int) -> list[dict[str, obje
                 "hash_ids": hash_ids,
             }
         )
-        chat += 1
     return rows
 
 

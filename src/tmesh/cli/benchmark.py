@@ -20,9 +20,11 @@ from tmesh.bench.output.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
 from tmesh.bench.run import BenchmarkError, Outcome, measure, prepare
+from tmesh.bench.workload.blocks import BlockError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
+from tmesh.bench.workload.trace import TraceError
 from tmesh.cli.demo import DEMO_DURATION_S, demo_engine
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
@@ -46,6 +48,8 @@ SETUP_ERRORS = (
     RunFilesError,
     SizingError,
     TokenizerError,
+    TraceError,
+    BlockError,
 )
 
 
