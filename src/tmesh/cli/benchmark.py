@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
@@ -57,10 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_flags(parser, BenchmarkOptions, shown={"profile": DEFAULT_PROFILE})
 
 
-def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
-    """The options the flags give; the key falls back on the environment."""
+def options_from_args(args: argparse.Namespace, **given: Any) -> BenchmarkOptions:
+    """The options the flags give; the key falls back on the environment. `given` sets options
+    whose flags mean something else in the calling command (a sweep's lists of values)."""
     key = args.api_key or next(filter(None, map(os.environ.get, KEY_VARIABLES)), None)
-    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key)
+    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key, **given)
     return options
 
 

@@ -24,7 +24,13 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogFormatter,
+    MaxNLocator,
+    NullLocator,
+    PercentFormatter,
+)
 
 from tmesh.results.catalogue.units import COUNT, FRACTION, SECONDS
 
@@ -100,12 +106,20 @@ class Distribution:
 
 
 @_styled
-def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: float = 0.0) -> str:
+def line_chart(
+    name: str,
+    lines: list[Line],
+    quantity: str,
+    unit: str,
+    warmup: float = 0.0,
+    knob: tuple[str, Sequence[float]] | None = None,
+) -> str:
     """Time series over elapsed seconds; the warm-up region shaded so nobody reads it as steady.
 
     `unit` is the catalogue's unit of the values: seconds (drawn in ms when all are under a
     second), a fraction (drawn as a percentage), a count (whole numbers, no unit on the axis),
-    or a rate such as req/s.
+    or a rate such as req/s. `knob` (a label and the values swept) draws the lines against a
+    sweep's knob instead, on a log axis ticked at those values.
     """
     series = [_finite(line.y) for line in lines]
     percent = unit == FRACTION
@@ -129,10 +143,13 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
             markersize=3 if line.markers else 5,
             solid_joinstyle="round",
         )
-    ax.set_xlabel("elapsed time (s)")
     ax.set_ylabel(f"{quantity} ({unit})" if unit and not percent else quantity)
-    ax.set_xlim(left=0)
-    _shade_warmup(ax, warmup)
+    if knob is None:
+        ax.set_xlabel("elapsed time (s)")
+        ax.set_xlim(left=0)
+        _shade_warmup(ax, warmup)
+    else:
+        _knob_axis(ax, *knob)
     if percent:
         ax.set_ylim(0, 105)
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -250,6 +267,15 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
         ax.plot([], [], color=color, linewidth=8, label=kind)
     _legend(ax, len(kinds))
     return _svg(fig, name)
+
+
+def _knob_axis(ax: Axes, label: str, values: Sequence[float]) -> None:
+    """A sweep's knob on a log axis (its values usually double), ticked at the values swept."""
+    ax.set_xlabel(label)
+    if len(values) > 1 and min(values) > 0:
+        ax.set_xscale("log")
+    ax.set_xticks(list(values), [f"{value:g}" for value in values])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _integer_ticks(axis: Axis, integer: bool = True) -> None:

@@ -1,0 +1,118 @@
+"""`tmesh-cli sweep`: the benchmark's flags plus the knob to vary, the demo engine wired around it,
+the table on stdout and `sweep.html` written at the end.
+
+With `--demo` the simulated engine is one of the small profiles, and prompts default to the
+length they are sized for, so a five-point working-set sweep takes a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+
+from tmesh.bench.options import BenchmarkOptions
+from tmesh.bench.output.view import View
+from tmesh.cli.benchmark import SETUP_ERRORS, options_from_args
+from tmesh.cli.demo import demo_engine
+from tmesh.cli.flags import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    UsageError,
+    add_option_flags,
+    options_from_namespace,
+)
+from tmesh.results.sweeps import SWEEP_PAGE
+from tmesh.sim.profiles import SMALL_PROMPT_TOKENS
+from tmesh.sweep.options import SweepOptions
+from tmesh.sweep.plan import SweepError
+from tmesh.sweep.run import SweepOutcome, run_sweep
+from tmesh.sweep.table import sweep_table
+
+SWEPT = ("max_inflight",)
+"""Benchmark options whose flag the sweep declares as a list of values."""
+DEMO_PROFILE = "small-offload"
+DEMO_OUTPUT_TOKENS = 16
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BenchmarkOptions)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_option_flags(
+        parser, BenchmarkOptions, shown={"profile": f"{DEMO_PROFILE} for sweeps"}, exclude=SWEPT
+    )
+    add_option_flags(parser, SweepOptions)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    opts = options_from_args(args, **dict.fromkeys(SWEPT))
+    sweep_opts: SweepOptions = options_from_namespace(SweepOptions, args)
+    if not opts.demo and not opts.endpoint:
+        raise UsageError("--endpoint is required (or use --demo for the built-in simulated engine)")
+    view = View()
+    try:
+        with _demo(opts, view):
+            outcome = asyncio.run(run_sweep(opts, sweep_opts, view))
+    except (*SETUP_ERRORS, SweepError) as exc:
+        view.error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        view.error("interrupted; the points measured so far are in sweep.json")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("TMESH_DEBUG"):
+            raise
+        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
+        return EXIT_RUN_FAILED
+    return _finish(outcome, view)
+
+
+def _finish(outcome: SweepOutcome, view: View) -> int:
+    Console(highlight=False, width=180).print(sweep_table(outcome.sweep))
+    errors = list(outcome.errors)
+    if outcome.sweep.points:
+        errors += filter(None, [_page(outcome.folder, view)])
+    print(
+        f"sweep: {outcome.folder} ({len(outcome.sweep.points)} points in {outcome.seconds:.0f} s)"
+    )
+    for error in errors:
+        view.error(error)
+    return EXIT_RUN_FAILED if errors else EXIT_OK
+
+
+@contextlib.contextmanager
+def _demo(opts: BenchmarkOptions, view: View) -> Iterator[None]:
+    """For --demo, a small simulated engine, and prompts of its size unless given."""
+    if not opts.demo:
+        yield
+        return
+    opts.profile = opts.profile or DEMO_PROFILE
+    if opts.input_length == _DEFAULTS["input_length"]:
+        opts.input_length = SMALL_PROMPT_TOKENS
+    if opts.output_length == _DEFAULTS["output_length"]:
+        opts.output_length = DEMO_OUTPUT_TOKENS
+    view.progress(
+        f"starting the simulated engine (profile {opts.profile}); prompts of "
+        f"{opts.input_length} tokens, answers of {opts.output_length}"
+    )
+    with demo_engine(opts.profile) as url:
+        opts.endpoint = url
+        yield
+
+
+def _page(folder: Path, view: View) -> str | None:
+    """Write `sweep.html` (the report, and matplotlib, are loaded only now)."""
+    from tmesh.report.sweep_html import write_sweep_page
+
+    try:
+        view.progress(f"curves: {write_sweep_page(folder)}")
+    except OSError as exc:
+        return f"cannot write {folder / SWEEP_PAGE}: {exc.strerror or exc}"
+    return None
