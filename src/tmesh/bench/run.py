@@ -339,8 +339,8 @@ class Session:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
-        ideal = reuse_figures(self.reuse, summary.server, self.cache_tokens)
-        summary.server = {**(summary.server or {}), **ideal} or None
+        if summary.server is not None:
+            summary.server.update(reuse_figures(self.reuse, summary.server, self.cache_tokens))
         try:
             self.files.write_summary(summary)
         except RunFilesError as exc:

@@ -80,23 +80,35 @@ def run(opts: BenchmarkOptions) -> int:
     try:
         with _target(opts, view):
             outcome = asyncio.run(_benchmark(opts, view))
-    except SETUP_ERRORS as exc:
-        view.error(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        view.error("interrupted before the run started; nothing was written")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if os.environ.get("TMESH_DEBUG"):
-            raise
-        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
-        return EXIT_RUN_FAILED
+    except (Exception, KeyboardInterrupt) as exc:
+        return failure(exc, view, "interrupted before the run started; nothing was written")
     errors = outcome.errors
     if opts.report and outcome.files_error is None:
         errors += filter(None, [_report(outcome.run_dir, view)])
     for error in errors:
         view.error(error)
     return EXIT_RUN_FAILED if errors else EXIT_OK
+
+
+def failure(
+    exc: BaseException,
+    view: View,
+    interrupted: str,
+    usage: tuple[type[Exception], ...] = SETUP_ERRORS,
+) -> int:
+    """The exit code of what ended a command early, said in one line: a problem found before the
+    load (`usage`, exit 2), Ctrl-C (130), anything else as an internal error (1, or its
+    traceback with `TMESH_DEBUG=1`)."""
+    if isinstance(exc, usage):
+        view.error(str(exc))
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        view.error(interrupted)
+        return EXIT_INTERRUPTED
+    if os.environ.get("TMESH_DEBUG"):
+        raise exc
+    view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
+    return EXIT_RUN_FAILED
 
 
 async def _benchmark(opts: BenchmarkOptions, view: View) -> Outcome:

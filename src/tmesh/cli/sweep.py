@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +18,11 @@ from rich.console import Console
 
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.cli.benchmark import SETUP_ERRORS, options_from_args
+from tmesh.cli.benchmark import SETUP_ERRORS, failure, options_from_args
 from tmesh.cli.demo import demo_engine
 from tmesh.cli.flags import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUN_FAILED,
-    EXIT_USAGE,
     UsageError,
     add_option_flags,
     options_from_namespace,
@@ -60,17 +57,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         with _demo(opts, view):
             outcome = asyncio.run(run_sweep(opts, sweep_opts, view))
-    except (*SETUP_ERRORS, SweepError) as exc:
-        view.error(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        view.error("interrupted; the points measured so far are in sweep.json")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if os.environ.get("TMESH_DEBUG"):
-            raise
-        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
-        return EXIT_RUN_FAILED
+    except (Exception, KeyboardInterrupt) as exc:
+        interrupted = "interrupted; the points measured so far are in sweep.json"
+        return failure(exc, view, interrupted, (*SETUP_ERRORS, SweepError))
     return _finish(outcome, view)
 
 
