@@ -71,7 +71,9 @@ async def test_bad_input_is_one_line_and_exit_2(sim, tmp_path, args, expected) -
 
 
 async def test_server_down_is_one_line_and_exit_2(unused_tcp_port, tmp_path) -> None:
-    result = await run_cli("benchmark", "--endpoint", f"127.0.0.1:{unused_tcp_port}")
+    result = await run_cli(
+        "benchmark", "--endpoint", f"127.0.0.1:{unused_tcp_port}", "--connect-timeout", "1"
+    )
     assert result.code == 2
     line = _one_line_error(result)
     assert f"127.0.0.1:{unused_tcp_port}" in line

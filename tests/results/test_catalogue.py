@@ -11,6 +11,7 @@ from tmesh.bench.measure.prometheus import parse_server_metrics
 from tmesh.bench.measure.servermetrics import interval_view, run_view
 from tmesh.bench.measure.verdict import summarize_cache
 from tmesh.results.catalogue.metrics import ALL, BY_KEY, QUANTITIES, STATS
+from tmesh.results.catalogue.outcomes import ERROR_KIND_MEANINGS, STOP_REASON_WORDS
 from tmesh.results.catalogue.server import LINES, SERVER, SERVER_BY_KEY, SERVER_METRICS, TMESH
 from tmesh.results.catalogue.units import (
     BYTES,
@@ -26,7 +27,7 @@ from tmesh.results.catalogue.units import (
     console_values,
     format_value,
 )
-from tmesh.results.records import MetricStats, RunSummary, WindowStats
+from tmesh.results.records import ERROR_KINDS, STOP_REASONS, MetricStats, RunSummary, WindowStats
 
 METRICS = Path(__file__).parents[1] / "fixtures" / "metrics"
 DISTRIBUTED = ("ttft", "itl", "e2e", "prefill_throughput", "decode_throughput")
@@ -113,3 +114,9 @@ def test_both_styles_follow_the_unit(
 def test_console_values_share_one_unit() -> None:
     assert console_values((1.8, 2.5, 2.9), SECONDS) == "1.800 / 2.500 / 2.900 s"
     assert console_values((None, None), SECONDS) == "n/a"
+
+
+def test_every_stop_reason_and_error_kind_has_words() -> None:
+    assert set(STOP_REASON_WORDS) == set(STOP_REASONS)
+    assert set(ERROR_KIND_MEANINGS) == set(ERROR_KINDS)
+    assert all(STOP_REASON_WORDS.values()) and all(ERROR_KIND_MEANINGS.values())

@@ -234,6 +234,15 @@ class BenchmarkOptions:
         above_minimum=True,
         help="serve tmesh's own live metrics on this port (default: off)",
     )
+    connect_timeout: float = option(
+        30.0,
+        group=TARGET,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        help="keep retrying discovery this long while the server refuses, resets or answers "
+        "5xx/429 (0: fail at once)",
+    )
     trace: Path | None = option(
         None,
         group=TRACE,

@@ -21,7 +21,12 @@ from typing import Any
 from tmesh import __version__
 from tmesh.bench.endpoint.capabilities import probe_ignore_eos
 from tmesh.bench.endpoint.dialects import ContextLimit
-from tmesh.bench.endpoint.discovery import Discovery, auth_headers, discover, normalize_endpoint
+from tmesh.bench.endpoint.discovery import (
+    Discovery,
+    auth_headers,
+    discover_patiently,
+    normalize_endpoint,
+)
 from tmesh.bench.endpoint.models import kv_bytes_per_token
 from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.load.client import ClientConfig, send_request
@@ -38,17 +43,17 @@ from tmesh.bench.measure.idealcache import (
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
-from tmesh.bench.measure.verdict import summarize_cache
+from tmesh.bench.measure.verdict import summarize_cache, verdict_so_far
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
-from tmesh.bench.output.exporter import Exporter
+from tmesh.bench.output.exporter import Exporter, check_port
 from tmesh.bench.output.view import View
 from tmesh.bench.workload.counting import choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
 from tmesh.bench.workload.replay import Replay, prepare_replay
 from tmesh.bench.workload.schedule import tiling_plans, tiling_segments
 from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
-from tmesh.bench.workload.tokens import TokenOracle
+from tmesh.bench.workload.tokens import LocalTokenizer, TokenOracle
 from tmesh.bench.workload.trace import Trace, load_trace
 from tmesh.results.records import (
     ClientHealth,
@@ -59,7 +64,7 @@ from tmesh.results.records import (
     StopReason,
     WorkloadSpec,
 )
-from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
+from tmesh.results.rundir import RunFiles, RunFilesError, check_run_dir, default_run_dir
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
@@ -90,27 +95,72 @@ class Outcome:
 
 
 @dataclass
+class Local:
+    """What the checks that need no server found: the run folder to create, the local
+    tokenizer loaded, the KV size per token from the flag or the model's config."""
+
+    run_dir: Path
+    tokenizer: LocalTokenizer | None = None
+    kv_bytes: int | None = None
+    trace: Trace | None = None
+
+
+def check_local(opts: BenchmarkOptions) -> Local:
+    """Every check that needs no server, before any network work: a mistake a user can fix
+    from the command line should not wait for discovery and the prompts (exit 2, one line,
+    nothing left behind)."""
+    if opts.endpoint is not None:
+        normalize_endpoint(opts.endpoint)
+    run_dir = opts.output_dir or default_run_dir()
+    check_run_dir(run_dir)
+    if opts.prometheus_port:
+        check_port(opts.prometheus_port)
+    tokenizer = LocalTokenizer(opts.tokenizer) if opts.tokenizer is not None else None
+    kv_bytes = None
+    if opts.kv_bytes_per_token is not None or opts.model_config is not None:
+        kv_bytes = resolve_kv_bytes("", opts.kv_bytes_per_token, opts.model_config)
+    if kv_bytes is not None or opts.num_contexts is not None:
+        _size_as_asked(opts, "", kv_bytes)
+    if opts.trace is not None and opts.workers > 1:
+        raise BenchmarkError("a trace is replayed by one process: leave out --workers")
+    trace = load_trace(opts.trace, opts.trace_format, opts.block_size) if opts.trace else None
+    return Local(run_dir, tokenizer, kv_bytes, trace)
+
+
+@dataclass
 class Prepared:
     """What set-up produced: the target, the workload and its prompts (for a trace, its replay
-    and a prompt set of no contexts that carries how tokens were counted)."""
+    and a prompt set of no contexts that carries how tokens were counted), and where the run's
+    files go (the default folder when None)."""
 
     base_url: str
     discovery: Discovery
     spec: WorkloadSpec
     prompts: PromptSet
     ignore_eos: bool
+    run_dir: Path | None = None
     replay: Replay | None = None
 
 
-async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
+def _waiting(view: View, patience: float) -> Callable[[str, float], None]:
+    def say(cause: str, left: float) -> None:
+        view.countdown(
+            f"waiting for the server: {cause}; retrying for {left:.0f} s more "
+            f"(--connect-timeout {patience:g})"
+        )
+
+    return say
+
+
+async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
     """Discover the model, size the workload and build its prompts (exit 2 on any failure)."""
-    if opts.trace and opts.workers > 1:
-        raise BenchmarkError("a trace is replayed by one process: leave out --workers")
-    trace = load_trace(opts.trace, opts.trace_format, opts.block_size) if opts.trace else None
     base_url = normalize_endpoint(opts.endpoint or "")
     headers = auth_headers(opts.api_key)
     async with open_session(4, opts.insecure) as session:
-        found = await discover(session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S)
+        found = await discover_patiently(
+            session, base_url, opts.api_key, opts.model, DISCOVERY_TIMEOUT_S,
+            opts.connect_timeout, _waiting(view, opts.connect_timeout),
+        )  # fmt: skip
         view.out(
             console.format_discovery(
                 opts.endpoint or base_url,
@@ -121,20 +171,20 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
                 found.models,
             )
         )
-        spec = _size(opts, found) if trace is None else None
+        trace = local.trace
+        spec = _size(opts, found, local.kv_bytes) if trace is None else None
         ignore_eos = await probe_ignore_eos(session, base_url, found.model, opts.api, headers)
         view.progress("choosing a token counter…")
-        oracle = await choose_oracle(
-            session, base_url, found.model, opts.api, headers, opts.tokenizer,
-            progress=view.progress,
-        )  # fmt: skip
+        oracle = local.tokenizer or await choose_oracle(
+            session, base_url, found.model, opts.api, headers, progress=view.progress
+        )
         overhead = await request_overhead(session, base_url, found.model, opts.api, headers, oracle)
         if spec is None:
             assert trace is not None
             replay = await _replay(opts, trace, oracle, overhead or 0, view)
-            spec = _trace_spec(opts, found, replay)
+            spec = _trace_spec(opts, found, replay, local.kv_bytes)
             prompts = PromptSet([], [], [], [], oracle.name, replay.book.exact, overhead or 0)
-            return Prepared(base_url, found, spec, prompts, ignore_eos, replay)
+            return Prepared(base_url, found, spec, prompts, ignore_eos, local.run_dir, replay)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
         prompt_set.overhead = overhead or 0
@@ -143,18 +193,25 @@ async def prepare(opts: BenchmarkOptions, view: View) -> Prepared:
             f"with {oracle.name} in {time.monotonic() - started:.1f} s"
         )
     _check_fits(spec, prompt_set, found.context)
-    return Prepared(base_url, found, spec, prompt_set, ignore_eos)
+    return Prepared(base_url, found, spec, prompt_set, ignore_eos, local.run_dir)
 
 
-def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
-    by_hand = opts.num_contexts is not None
-    if by_hand and opts.kv_bytes_per_token is None and opts.model_config is None:
+def _size(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | None) -> WorkloadSpec:
+    if kv_bytes is None and opts.num_contexts is not None:
         # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
         kv_bytes = kv_bytes_per_token(found.model)
-    else:
-        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
-    spec = size_workload(
-        found.model,
+    elif kv_bytes is None:
+        kv_bytes = resolve_kv_bytes(found.model, None, None)
+    spec = _size_as_asked(opts, found.model, kv_bytes)
+    limit = found.context
+    if limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens:
+        raise BenchmarkError(_too_long(spec, limit, "plus a question"))
+    return spec
+
+
+def _size_as_asked(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> WorkloadSpec:
+    return size_workload(
+        model,
         kv_bytes,
         opts.offload_size,
         opts.input_length,
@@ -165,10 +222,6 @@ def _size(opts: BenchmarkOptions, found: Discovery) -> WorkloadSpec:
         seed=opts.seed,
         api=opts.api,
     )
-    limit = found.context
-    if limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens:
-        raise BenchmarkError(_too_long(spec, limit, "plus a question"))
-    return spec
 
 
 async def _replay(
@@ -183,7 +236,9 @@ async def _replay(
     return replay
 
 
-def _trace_spec(opts: BenchmarkOptions, found: Discovery, replay: Replay) -> WorkloadSpec:
+def _trace_spec(
+    opts: BenchmarkOptions, found: Discovery, replay: Replay, kv_bytes: int | None
+) -> WorkloadSpec:
     """The trace's figures in the shape of a workload: its first blocks as contexts, its mean
     lengths; every request must fit the server's context."""
     rows = replay.trace.requests[: len(replay.blocks)]
@@ -198,12 +253,9 @@ def _trace_spec(opts: BenchmarkOptions, found: Discovery, replay: Replay) -> Wor
             f"output_length {longest.output_length} exceeds the server's context of "
             f"{limit.tokens} tokens ({limit.source})"
         )
-    kv_bytes = opts.kv_bytes_per_token or kv_bytes_per_token(found.model)
-    if opts.model_config is not None:
-        kv_bytes = resolve_kv_bytes(found.model, opts.kv_bytes_per_token, opts.model_config)
     return size_workload(
         found.model,
-        kv_bytes,
+        kv_bytes or kv_bytes_per_token(found.model),
         opts.offload_size,
         round(sum(r.input_length for r in rows) / len(rows)),
         round(sum(r.output_length for r in rows) / len(rows)),
@@ -273,7 +325,9 @@ class Session:
         self.origin = time.monotonic()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.recorder = Recorder(prep.spec, opts.warmup, opts.interval)
-        self.files = RunFiles(opts.output_dir or default_run_dir(), opts.max_records)
+        self.files = RunFiles(
+            prep.run_dir or opts.output_dir or default_run_dir(), opts.max_records
+        )
         self.exporter = Exporter(opts.prometheus_port) if opts.prometheus_port else None
         self.scraper: ServerMetricsScraper | None = None
         self.loop: LoopControl | None = None
@@ -316,6 +370,7 @@ class Session:
         """Scrape the server and close the interval; also run once at stop for the last part."""
         server = await self._scrape_interval()
         snap = self.recorder.snapshot(now, server=server, health=health)
+        snap.verdict = verdict_so_far(snap, self.prep.spec, self.first_sample, self.last_sample)
         self._write(self.files.append_interval, snap)
         if self.exporter:
             self.exporter.update(snap)
@@ -372,6 +427,7 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
         run.exporter.start()
         view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
     run.files.write_config(run_config(opts, prep), secret=opts.api_key)
+    _announce(opts, prep, view)
     config = ClientConfig(
         base_url=prep.base_url,
         api=spec.api,
@@ -404,6 +460,15 @@ async def measure(opts: BenchmarkOptions, prep: Prepared, view: View) -> Outcome
                 run.exporter.stop()
     view.summary(summary, run.files.path)
     return Outcome(summary, run.files.path, state.fatal or no_success(summary), run.files_error)
+
+
+def _announce(opts: BenchmarkOptions, prep: Prepared, view: View) -> None:
+    """The run has started (its folder exists): say so, and what it sends."""
+    if opts.duration is None and opts.max_requests is None:
+        view.out(console.RUN_FOREVER_NOTE)
+    prompts = prep.prompts
+    view.out(console.format_workload(prep.spec, prompts.oracle, prompts.exact, prompts.overhead))
+    view.start()
 
 
 def no_success(summary: RunSummary) -> str | None:

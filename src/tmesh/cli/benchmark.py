@@ -14,13 +14,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
-from tmesh.bench.output.console import RUN_FOREVER_NOTE, format_workload
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
-from tmesh.bench.run import BenchmarkError, Outcome, measure, prepare
+from tmesh.bench.run import BenchmarkError, Local, Outcome, check_local, measure, prepare
 from tmesh.bench.workload.blocks import BlockError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
@@ -37,7 +37,7 @@ from tmesh.cli.flags import (
     options_from_namespace,
 )
 from tmesh.results.rundir import RunFilesError
-from tmesh.sim.profiles import DEFAULT_PROFILE
+from tmesh.sim.profiles import DEFAULT_PROFILE, PROFILES
 
 KEY_VARIABLES = ("TMESH_API_KEY", "OPENAI_API_KEY")
 SETUP_ERRORS = (
@@ -68,18 +68,47 @@ def options_from_args(args: argparse.Namespace, **given: Any) -> BenchmarkOption
 
 def run_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
-    if not opts.demo and not opts.endpoint:
-        raise UsageError("--endpoint is required (or use --demo for the built-in simulated engine)")
-    if sum((opts.quiet, opts.json, opts.live)) > 1:
-        raise UsageError("choose at most one of --quiet, --json, --live")
+    check_flags(opts)
     return run(opts)
 
 
+def check_flags(opts: BenchmarkOptions) -> None:
+    """Flags that parse one by one but not together (one line, exit 2)."""
+    if not opts.demo and not opts.endpoint:
+        raise UsageError("--endpoint is required (or use --demo for the built-in simulated engine)")
+    if opts.demo and opts.endpoint:
+        raise UsageError("--demo runs against the built-in simulated engine: drop --endpoint")
+    if opts.profile is not None and not opts.demo:
+        raise UsageError("--profile chooses the simulated engine of --demo: add --demo")
+    if opts.profile is not None and opts.profile not in PROFILES:
+        raise UsageError(f"unknown --profile {opts.profile!r}; choose from {', '.join(PROFILES)}")
+    if sum((opts.quiet, opts.json, opts.live)) > 1:
+        raise UsageError("choose at most one of --quiet, --json, --live")
+    if opts.api_key is not None and (not opts.api_key.isprintable() or " " in opts.api_key):
+        raise UsageError("--api-key holds spaces or control characters (a pasted newline?)")
+    if opts.metrics_url is not None:
+        if not opts.server_metrics:
+            raise UsageError("--metrics-url and --no-server-metrics contradict each other")
+        parts = urlsplit(opts.metrics_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"--metrics-url {opts.metrics_url!r} is not an http(s) URL")
+    if opts.duration is not None and opts.warmup >= opts.duration:
+        raise UsageError(
+            f"--warmup {opts.warmup:g} leaves nothing of --duration {opts.duration:g} "
+            "for the steady-state figures"
+        )
+
+
 def run(opts: BenchmarkOptions) -> int:
+    """The benchmark: the checks that need no server, then the demo engine if asked for, then
+    discovery and the run; every ending an exit code."""
+    if opts.demo and opts.duration is None and opts.max_requests is None:
+        opts.duration = DEMO_DURATION_S
     view = View(opts.quiet, opts.json, opts.live, opts.duration)
     try:
+        local = check_local(opts)
         with _target(opts, view):
-            outcome = asyncio.run(_benchmark(opts, view))
+            outcome = asyncio.run(_benchmark(opts, view, local))
     except (Exception, KeyboardInterrupt) as exc:
         return failure(exc, view, "interrupted before the run started; nothing was written")
     errors = outcome.errors
@@ -111,13 +140,8 @@ def failure(
     return EXIT_RUN_FAILED
 
 
-async def _benchmark(opts: BenchmarkOptions, view: View) -> Outcome:
-    prep = await prepare(opts, view)
-    if opts.duration is None and opts.max_requests is None:
-        view.out(RUN_FOREVER_NOTE)
-    prompts = prep.prompts
-    view.out(format_workload(prep.spec, prompts.oracle, prompts.exact, prompts.overhead))
-    view.start()
+async def _benchmark(opts: BenchmarkOptions, view: View, local: Local) -> Outcome:
+    prep = await prepare(opts, view, local)
     return await measure(opts, prep, view)
 
 
@@ -128,8 +152,6 @@ def _target(opts: BenchmarkOptions, view: View) -> Iterator[None]:
         yield
         return
     opts.profile = opts.profile or DEFAULT_PROFILE
-    if opts.duration is None and opts.max_requests is None:
-        opts.duration = DEMO_DURATION_S
     view.progress(f"starting the simulated engine (profile {opts.profile})…")
     with demo_engine(opts.profile) as url:
         opts.endpoint = url

@@ -18,12 +18,11 @@ from rich.console import Console
 
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.cli.benchmark import SETUP_ERRORS, failure, options_from_args
+from tmesh.cli.benchmark import SETUP_ERRORS, check_flags, failure, options_from_args
 from tmesh.cli.demo import demo_engine
 from tmesh.cli.flags import (
     EXIT_OK,
     EXIT_RUN_FAILED,
-    UsageError,
     add_option_flags,
     options_from_namespace,
 )
@@ -51,8 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_command(args: argparse.Namespace) -> int:
     opts = options_from_args(args, **dict.fromkeys(SWEPT))
     sweep_opts: SweepOptions = options_from_namespace(SweepOptions, args)
-    if not opts.demo and not opts.endpoint:
-        raise UsageError("--endpoint is required (or use --demo for the built-in simulated engine)")
+    check_flags(opts)
     view = View()
     try:
         with _demo(opts, view):

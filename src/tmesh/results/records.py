@@ -229,6 +229,8 @@ class IntervalSnapshot:
     interval_warm_ttft: MetricStats = field(default_factory=MetricStats)
     error_messages: dict[str, str] = field(default_factory=dict)
     """The first message of each error kind first seen in this interval (one line, masked)."""
+    verdict: str | None = None
+    """The cache verdict on the run so far, as the summary would state it if the run ended here."""
 
 
 @dataclass

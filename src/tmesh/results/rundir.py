@@ -15,6 +15,7 @@ so a `kill -9` loses at most the last second or so of requests, and a truncated 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -51,6 +52,29 @@ def default_run_dir(root: Path = Path("tmesh-runs"), now: datetime | None = None
         n += 1
         candidate = root / f"{stamp}-{n}"
     return candidate
+
+
+def check_run_dir(path: Path) -> None:
+    """Raise the `RunFilesError` that creating the run folder at `path` would raise, before the
+    run has cost anything, and leave nothing behind: folders made to try are removed."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFilesError(f"cannot write run files in {path}: it is a file, not a folder")
+    for name in (CONFIG, SUMMARY, INTERVALS, REQUESTS):
+        if (path / name).exists():
+            raise RunFilesError(f"{path} already holds a run ({name}); choose another --output-dir")
+    made = [parent for parent in (path, *path.parents) if not parent.exists()]
+    probe = path / ".tmesh-write-check"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.touch(exist_ok=False)
+        probe.unlink()
+    except OSError as exc:
+        raise RunFilesError(_describe(path, exc)) from None
+    finally:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def request_row(record: RequestRecord) -> dict[str, Any]:

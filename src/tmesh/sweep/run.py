@@ -22,7 +22,7 @@ from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.bench.run import measure, prepare
+from tmesh.bench.run import check_local, measure, prepare
 from tmesh.results.catalogue.server import GPU_CAPACITY_TOKENS
 from tmesh.results.catalogue.units import FRACTION, SECONDS, console_value
 from tmesh.results.rundir import default_run_dir
@@ -132,7 +132,7 @@ class _Sweeper:
             f"({self.contexts[index] or 'sized'} contexts, {point_opts.max_inflight} in flight)…"
         )
         quiet = View(quiet=True, stdout=io.StringIO())
-        prep = await prepare(point_opts, quiet)
+        prep = await prepare(point_opts, quiet, check_local(point_opts))
         ran = await measure(point_opts, prep, quiet)
         sweep.model = prep.spec.model
         timed = opts.duration is not None or opts.max_requests is not None

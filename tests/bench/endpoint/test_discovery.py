@@ -21,6 +21,7 @@ from tmesh.bench.endpoint.discovery import (
     EndpointError,
     auth_headers,
     discover,
+    discover_patiently,
     normalize_endpoint,
 )
 from tmesh.text import mask_key
@@ -292,3 +293,85 @@ async def test_tls_to_a_plain_http_server(server, session) -> None:
     server.models(_entry("m"))
     message = await _fail(session, server.base_url.replace("http://", "https://"))
     assert "TLS" in message
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(503, True), (500, True), (429, True), (401, False), (403, False), (404, False)],
+)
+async def test_which_statuses_may_pass(server, session, status: int, transient: bool) -> None:
+    server.status = status
+    with pytest.raises(DiscoveryError) as info:
+        await discover(session, server.base_url, KEY, None, 5.0)
+    assert info.value.transient is transient
+
+
+async def test_refused_may_pass_and_dns_may_not(session) -> None:
+    with refused_url() as url, pytest.raises(DiscoveryError) as refused:
+        await discover(session, f"{url}/v1", None, None, 5.0)
+    assert refused.value.transient
+    connector = aiohttp.TCPConnector(resolver=_NoDNS())
+    async with aiohttp.ClientSession(connector=connector) as no_dns:
+        with pytest.raises(DiscoveryError) as dns:
+            await discover(no_dns, "http://no-such-host.invalid:8000/v1", None, None, 5.0)
+    assert not dns.value.transient
+
+
+class Starting(FakeServer):
+    """A server that answers 503 to its first `busy` requests, as vLLM does while loading."""
+
+    busy: int = 2
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.busy:
+            self.busy -= 1
+            return web.Response(status=503, text="loading model")
+        return await super().handle(request)
+
+
+async def test_patience_waits_out_a_starting_server(session) -> None:
+    fake = Starting()
+    fake.models(_entry("m"))
+    app = web.Application()
+    app.router.add_get("/v1/models", fake.handle)
+    app.router.add_get("/{page:.*}", fake.page)
+    heard: list[tuple[str, float]] = []
+    async with serve_app(app) as url:
+        found = await discover_patiently(
+            session, f"{url}/v1", None, None, 5.0, 30.0, lambda *said: heard.append(said)
+        )
+    assert found.model == "m"
+    assert [cause for cause, _ in heard] == ["HTTP 503 Service Unavailable: loading model"] * 2
+    assert all(0 < left <= 30.0 for _, left in heard)
+    assert heard[0][1] > heard[1][1], "the countdown counts down"
+
+
+async def test_patience_ends_at_once_on_a_permanent_failure(server, session) -> None:
+    server.status = 401
+    heard: list[tuple[str, float]] = []
+    with pytest.raises(DiscoveryError) as info:
+        await discover_patiently(
+            session, server.base_url, KEY, None, 5.0, 30.0, lambda *said: heard.append(said)
+        )
+    assert heard == []
+    assert len(server.auth_seen) == 1
+    assert "401" in str(info.value)
+
+
+async def test_patience_runs_out_and_says_so(session) -> None:
+    heard: list[tuple[str, float]] = []
+    with refused_url() as url, pytest.raises(DiscoveryError) as info:
+        await discover_patiently(
+            session, f"{url}/v1", None, None, 5.0, 0.6, lambda *said: heard.append(said)
+        )
+    message = str(info.value)
+    assert "connection refused" in message
+    assert "still failing after 0.6 s of retries (--connect-timeout)" in message
+    assert "\n" not in message
+    assert len(heard) >= 2
+
+
+async def test_no_patience_is_one_attempt(session) -> None:
+    with refused_url() as url, pytest.raises(DiscoveryError) as info:
+        await discover_patiently(session, f"{url}/v1", None, None, 5.0, 0.0)
+    assert "retries" not in str(info.value)

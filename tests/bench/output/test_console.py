@@ -1,4 +1,4 @@
-"""Console text: the seed's labels and order (golden), extra lines, JSON, summary, live view."""
+"""Console text: the seed's labels and order (golden), extra lines, JSON, summary."""
 
 from __future__ import annotations
 
@@ -301,16 +301,6 @@ def test_summary_shows_server_view_when_present() -> None:
     assert "2.0 KiB" in text
 
 
-def test_live_view_shows_time_left() -> None:
-    out = io.StringIO()
-    view = console.LiveView(duration=60.0, console=Console(file=out, width=120))
-    with view:
-        view.update(seed_snapshot())
-    text = out.getvalue()
-    assert "10 s elapsed, 50 s left" in text
-    assert "Global Average TTFT" in text
-
-
 def test_client_limit_warning_names_the_cause() -> None:
     from tmesh.bench.output.console import client_limit_warning
     from tmesh.results.records import ClientHealth
@@ -320,3 +310,15 @@ def test_client_limit_warning_names_the_cause() -> None:
     assert lagging is not None and "180 ms" in lagging
     slow_refill = client_limit_warning(ClientHealth(19.0, 20, 9.5, 3.0))
     assert slow_refill is not None and "9.5 ms" in slow_refill
+
+
+def test_summary_says_why_it_stopped_and_what_its_abbreviations_mean() -> None:
+    s = summary(0.0)
+    s.stop_reason = "max-requests"
+    s.error_messages = {"timeout": "no byte for 300 s"}
+    text = " ".join(rendered(s).split())
+    assert "--max-requests finished" in text
+    assert "max-requests " not in text.replace("--max-requests", "")
+    assert "TTFT: time to first token" in text and "ITL: inter-token latency" in text
+    assert "warm (revisit): a later request for a context" in text
+    assert "no byte from the server for --request-timeout" in text, "each error kind explained"

@@ -11,6 +11,8 @@ import asyncio
 import re
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -24,6 +26,9 @@ from tmesh.text import one_line, scrub
 
 SCHEMES = ("http", "https")
 PROBE_TIMEOUT_S = 5.0
+RETRY_PAUSES_S = (0.25, 0.5, 1.0)
+"""Pauses between discovery attempts while the server is not ready; the last one repeats, so a
+server that comes up is found within a second and the countdown moves every second."""
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
 
@@ -33,12 +38,18 @@ class EndpointError(ValueError):
 
 
 class DiscoveryError(Exception):
-    """Asking the server for its models failed; `str()` is one line naming the cause and the URL."""
+    """Asking the server for its models failed; `str()` is one line naming the cause and the URL.
 
-    def __init__(self, cause: str, url: str) -> None:
+    `transient` marks failures a server gives while it starts or restarts (refused, reset, no
+    answer in time, HTTP 5xx or 429): worth trying again. The others (a refused key, no model
+    list at that URL, DNS, TLS, an answer that is not a model list) will not change by waiting.
+    """
+
+    def __init__(self, cause: str, url: str, transient: bool = False) -> None:
         super().__init__(f"model discovery failed: GET {url}: {cause}")
         self.cause = cause
         self.url = url
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -119,13 +130,50 @@ async def discover(
     url = base_url + MODELS_ROUTE
     status, reason, body = await _get(session, url, api_key, timeout)
     if status != 200:
-        raise DiscoveryError(_status_cause(status, reason, body, api_key), url)
+        transient = status == 429 or status >= 500
+        raise DiscoveryError(_status_cause(status, reason, body, api_key), url, transient)
     entries = _model_entries(body, url, api_key)
     names = [entry["id"] for entry in entries]
     chosen = _choose(names, model, url, api_key)
     entry = entries[names.index(chosen)]
     limit = context_from_model(entry) or await _probe_context(session, base_url, api_key)
     return Discovery(base_url, names, chosen, limit)
+
+
+async def discover_patiently(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    api_key: str | None,
+    model: str | None,
+    timeout: float,
+    patience: float,
+    waiting: Callable[[str, float], None] | None = None,
+) -> Discovery:
+    """`discover`, tried again on transient failures until `patience` seconds have passed.
+
+    A server being started or restarted refuses connections, resets them or answers 503 for a
+    while; the run the user asked for should start once it is ready. `waiting(cause, seconds
+    left)` hears each failed attempt (the countdown). A permanent failure ends at once, and the
+    last transient one ends when patience runs out, saying how long it was retried.
+    """
+    deadline = time.monotonic() + patience
+    attempt = 0
+    while True:
+        try:
+            return await discover(session, base_url, api_key, model, timeout)
+        except DiscoveryError as exc:
+            left = deadline - time.monotonic()
+            if not exc.transient or left <= 0:
+                raise (_gave_up(exc, patience) if attempt else exc) from None
+            if waiting is not None:
+                waiting(exc.cause, left)
+            await asyncio.sleep(min(RETRY_PAUSES_S[min(attempt, len(RETRY_PAUSES_S) - 1)], left))
+            attempt += 1
+
+
+def _gave_up(exc: DiscoveryError, patience: float) -> DiscoveryError:
+    cause = f"{exc.cause}; still failing after {patience:g} s of retries (--connect-timeout)"
+    return DiscoveryError(cause, exc.url, exc.transient)
 
 
 async def _probe_context(
@@ -158,13 +206,26 @@ async def _get(
         ) as resp:
             return resp.status, resp.reason or "", await resp.read()
     except asyncio.TimeoutError as exc:
-        raise DiscoveryError(f"timed out after {timeout:g} s", url) from exc
+        raise DiscoveryError(f"timed out after {timeout:g} s", url, transient=True) from exc
     except aiohttp.ClientError as exc:
-        raise DiscoveryError(scrub(_connection_cause(exc), api_key), url) from exc
+        cause = scrub(_connection_cause(exc), api_key)
+        raise DiscoveryError(cause, url, _may_pass(exc)) from exc
     except (ssl.SSLError, OSError) as exc:
-        raise DiscoveryError(
-            scrub(f"connection failed ({one_line(str(exc))})", api_key), url
-        ) from exc
+        cause = scrub(f"connection failed ({one_line(str(exc))})", api_key)
+        raise DiscoveryError(cause, url, _may_pass(exc)) from exc
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """Refused, reset or closed without an answer: what a server does while it (re)starts. DNS
+    and TLS failures are not: no amount of waiting fixes a wrong host or scheme."""
+    if isinstance(exc, (aiohttp.ClientSSLError, ssl.SSLError, aiohttp.ClientConnectorDNSError)):
+        return False
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return isinstance(exc.os_error, (ConnectionRefusedError, ConnectionResetError))
+    return isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError),
+    )
 
 
 def _connection_cause(exc: aiohttp.ClientError) -> str:

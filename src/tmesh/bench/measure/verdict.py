@@ -29,7 +29,7 @@ from tmesh.results.catalogue.server import (
     WORKING_SET_TOKENS,
     ServerMetric,
 )
-from tmesh.results.records import MetricStats, RunSummary, WorkloadSpec
+from tmesh.results.records import IntervalSnapshot, MetricStats, RunSummary, WorkloadSpec
 
 NOT_ENOUGH = "not enough revisits yet to judge (run past the first rotation)"
 HIT = 0.5  # revisits are "served from cache" when at least half of their tokens were cached
@@ -69,19 +69,33 @@ def summarize_cache(
     figures stop at `last` and the conclusion says so.
     """
     server = run_view(first, last) if first is not None and last is not None else None
-    verdict = cache_verdict(
-        summary.cold_ttft,
-        summary.warm_ttft,
-        spec,
-        server,
-        first_visit_tokens=summary.cold_ttft.count * spec.input_length,
-    )
+    verdict = _run_verdict(summary.cold_ttft, summary.warm_ttft, spec, server)
     if server is not None:
         summary.server = {**server, **_facts_as_numbers(verdict)}
     summary.verdict = verdict.conclusion
     if scraper is not None and scraper.unavailable_reason and server is not None:
         summary.verdict += f" (server metrics stopped early: {scraper.unavailable_reason})"
     return verdict
+
+
+def verdict_so_far(
+    snap: IntervalSnapshot,
+    spec: WorkloadSpec,
+    first: ServerSample | None,
+    last: ServerSample | None,
+) -> str:
+    """The conclusion the summary would reach if the run ended at this interval."""
+    server = run_view(first, last) if first is not None and last is not None else None
+    return _run_verdict(snap.cold_ttft, snap.warm_ttft, spec, server).conclusion
+
+
+def _run_verdict(
+    cold: MetricStats, warm: MetricStats, spec: WorkloadSpec, server: Mapping[str, float] | None
+) -> Verdict:
+    """A verdict on a run from its start: every first visit so far is inside the server view."""
+    return cache_verdict(
+        cold, warm, spec, server, first_visit_tokens=cold.count * spec.input_length
+    )
 
 
 def cache_verdict(

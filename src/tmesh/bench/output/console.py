@@ -1,4 +1,4 @@
-"""What the user reads: the 5-second block, the final summary and a live view.
+"""What the user reads: the 5-second block and the final summary.
 
 The first twelve lines of the 5-second block are tmesh-cli's published output format: people grep
 and parse them, so their labels and order never change, and each value carries its unit after a
@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 import orjson
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -35,6 +34,7 @@ from tmesh.results.catalogue.metrics import (
     stat_of,
     title_case,
 )
+from tmesh.results.catalogue.outcomes import error_kind_meaning, stop_reason_words
 from tmesh.results.catalogue.server import LINES, SERVER, SOURCES, TMESH, ServerLine
 from tmesh.results.catalogue.units import COUNT, console_value, console_values
 from tmesh.results.records import (
@@ -267,13 +267,16 @@ def render_summary(summary: RunSummary, console: Console) -> None:
     """
     console.print(_run_table(summary))
     console.print(_metrics_table(summary))
+    console.print(Text(_METRICS_CAPTION, style="dim"))
     lines = _server_lines(summary.server or {})
     for source, words in SOURCES:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
         if rows:
             console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
     if summary.error_messages:
-        console.print(_table(summary.error_messages.items(), "First error of each kind"))
+        errors = summary.error_messages.items()
+        rows = [(kind, text, error_kind_meaning(kind)) for kind, text in errors]
+        console.print(_explained_table(rows, "First error of each kind", wrap_values=True))
     if summary.verdict:
         console.print(f"Verdict: {summary.verdict}")
 
@@ -286,7 +289,7 @@ def _run_table(s: RunSummary) -> Table:
     if steady:
         table.add_column(f"steady state (after {s.warmup_seconds:g} s)", justify="right")
     rows = [
-        ("Stop reason", s.stop_reason, ""),
+        ("Stop reason", stop_reason_words(s.stop_reason), ""),
         ("Elapsed", f"{s.elapsed:.1f} s", f"{max(0.0, s.elapsed - s.warmup_seconds):.1f} s"),
         (
             TOTAL_REQUESTS.console,
@@ -335,55 +338,27 @@ def _metrics_table(s: RunSummary) -> Table:
     return table
 
 
+_METRICS_CAPTION = " · ".join(
+    [
+        *(f"{q.short}: {q.definition.split(':')[0]}" for q in QUANTITIES if ":" in q.definition),
+        *(f"{v.key} ({v.label}): {v.meaning}" for v in VISITS),
+    ]
+)
+"""What the table's abbreviations and the two kinds of visit mean."""
+
+
 def _metric_cells(m: MetricStats, unit: str) -> list[str]:
     return [f"{m.count}", *(console_value(stat_of(m, stat), unit) for stat in STATS)]
 
 
-class LiveView:
-    """`--live`: the latest 5-second block as a table redrawn in place, with time left if known."""
-
-    def __init__(self, duration: float | None = None, console: Console | None = None) -> None:
-        self.duration = duration
-        self._live = Live(_table([], "waiting for the first interval…"), console=console)
-
-    def start(self) -> None:
-        self._live.start()
-
-    def update(self, snap: IntervalSnapshot) -> None:
-        self._live.update(_table(interval_lines(snap), self._title(snap.elapsed)), refresh=True)
-
-    def stop(self) -> None:
-        self._live.stop()
-
-    def __enter__(self) -> LiveView:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _title(self, elapsed: float) -> str:
-        if self.duration is None:
-            return f"tmesh benchmark: {elapsed:.0f} s elapsed (Ctrl-C to stop)"
-        left = max(0.0, self.duration - elapsed)
-        return f"tmesh benchmark: {elapsed:.0f} s elapsed, {left:.0f} s left"
-
-
-def _table(pairs: Iterable[tuple[str, str]], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for label, value in pairs:
-        table.add_row(label, value)
-    return table
-
-
-def _explained_table(rows: Iterable[tuple[str, str, str]], title: str) -> Table:
+def _explained_table(
+    rows: Iterable[tuple[str, str, str]], title: str, wrap_values: bool = False
+) -> Table:
     """Each line's name with what it means beneath it, and its value beside: three columns
     would leave the meanings a sliver of a 120-column pipe beside the longest values."""
     table = Table(title=title, title_justify="left", show_header=False, show_lines=True)
     table.add_column("metric")
-    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("value", justify="left" if wrap_values else "right", no_wrap=not wrap_values)
     for label, value, meaning in rows:
         table.add_row(Text.assemble(label, "\n", (meaning, "dim")), value)
     return table

@@ -9,6 +9,7 @@ benchmark's event loop, and `stop()` shuts the socket down synchronously.
 
 from __future__ import annotations
 
+import socket
 import threading
 from wsgiref.simple_server import WSGIServer
 
@@ -36,6 +37,20 @@ def _metric_help(definition: str, context: str = "") -> str:
 
 class ExporterError(RuntimeError):
     """The exporter cannot listen (port taken, no permission); the message is one line."""
+
+
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """Raise the `ExporterError` that serving on `host:port` would raise, without serving."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ExporterError(_cannot_serve(host, port, exc)) from exc
+
+
+def _cannot_serve(host: str, port: int, exc: OSError) -> str:
+    return f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}"
 
 
 class Exporter:
@@ -105,9 +120,7 @@ class Exporter:
                 self.port, addr=self.host, registry=self.registry
             )
         except OSError as exc:
-            raise ExporterError(
-                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc}"
-            ) from exc
+            raise ExporterError(_cannot_serve(self.host, self.port, exc)) from exc
         self.port = self._server.server_port
 
     def stop(self) -> None:
