@@ -35,6 +35,8 @@ from tmesh.sweep.table import sweep_table
 
 SWEPT = ("max_inflight",)
 """Benchmark options whose flag the sweep declares as a list of values."""
+NOT_SWEPT = ("trace", "trace_format", "block_size", "time_scale", "loop", "trace_timing")
+"""Benchmark options a sweep has no use for: it varies the contexts workload."""
 DEMO_PROFILE = "small-offload"
 DEMO_OUTPUT_TOKENS = 16
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(BenchmarkOptions)}
@@ -42,7 +44,10 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(BenchmarkOptions)}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_flags(
-        parser, BenchmarkOptions, shown={"profile": f"{DEMO_PROFILE} for sweeps"}, exclude=SWEPT
+        parser,
+        BenchmarkOptions,
+        shown={"profile": f"{DEMO_PROFILE} for sweeps"},
+        exclude=SWEPT + NOT_SWEPT,
     )
     add_option_flags(parser, SweepOptions)
 
