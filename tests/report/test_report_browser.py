@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from fixtures.runs.sessions import SessionShape, write_sessions_run
 from fixtures.runs.synthetic import RunShape, write_run
 from PIL import Image
 
@@ -229,6 +230,11 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     comparison = compare_runs([load_run(gpu), load_run(cpu)], ["gpu-only", "cpu-offload"])
     compare = root / "compare.html"
     compare.write_text(render_compare(comparison), encoding="utf-8")
+    evicting = write_sessions_run(root / "sessions-gpu", SessionShape(survives=20.0))
+    keeping = write_sessions_run(root / "sessions-cpu", SessionShape(survives=None))
+    sessions = compare_runs([load_run(evicting), load_run(keeping)], ["gpu-only", "cpu-offload"])
+    sessions_compare = root / "sessions-compare.html"
+    sessions_compare.write_text(render_compare(sessions), encoding="utf-8")
     gpu_sweep, cpu_sweep = _sweep(knee=1.0), _sweep(knee=6.0)
     sweep, sweeps = root / "sweep.html", root / "sweeps.html"
     sweep.write_text(render_sweeps([cpu_sweep]), encoding="utf-8")
@@ -237,6 +243,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "report": write_report(gpu),
         "compare": compare,
         "broken": broken,
+        "sessions-report": write_report(evicting),
+        "sessions-compare": sessions_compare,
         "sweep": sweep,
         "sweeps": sweeps,
     }
@@ -268,7 +276,14 @@ async def test_pages_render_in_chromium_without_errors(
         assert any("deliberate console error" in error for error in caught), caught
         assert any("notDefinedAnywhere" in error for error in caught), caught
 
-        for name, expected_charts in (("report", 6), ("compare", 4), ("sweep", 3), ("sweeps", 3)):
+        for name, expected_charts in (
+            ("report", 6),
+            ("compare", 4),
+            ("sessions-report", 7),
+            ("sessions-compare", 5),
+            ("sweep", 3),
+            ("sweeps", 3),
+        ):
             session = await browser.open(pages[name].as_uri())
             image, charts = await browser.screenshot(session)
             image.save(tmp_path / f"{name}.png")

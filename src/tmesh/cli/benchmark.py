@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tmesh.bench.capacity import find_max_users
 from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.exporter import ExporterError
@@ -26,7 +27,7 @@ from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
 from tmesh.bench.workload.trace import TraceError
-from tmesh.cli.demo import DEMO_DURATION_S, demo_engine
+from tmesh.cli.demo import DEMO_DURATION_S, DEMO_SESSIONS_GPU_TOKENS, demo_engine
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -92,11 +93,32 @@ def check_flags(opts: BenchmarkOptions) -> None:
         parts = urlsplit(opts.metrics_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--metrics-url {opts.metrics_url!r} is not an http(s) URL")
+    problem = conflict(opts)
+    if problem:
+        raise UsageError(problem)
     if opts.duration is not None and opts.warmup >= opts.duration:
         raise UsageError(
             f"--warmup {opts.warmup:g} leaves nothing of --duration {opts.duration:g} "
             "for the steady-state figures"
         )
+
+
+def conflict(opts: BenchmarkOptions) -> str | None:
+    """The traffic options that do not go together, in one line."""
+    sessions = opts.workload == "sessions"
+    if opts.trace is not None and (sessions or opts.request_rate is not None):
+        flag = "--workload sessions" if sessions else "--request-rate"
+        return f"{flag} does not go with --trace: a trace brings its requests and their times"
+    if sessions and opts.request_rate is not None:
+        return "--request-rate is the contexts' open loop; sessions arrive with --session-rate"
+    if not sessions and (opts.session_rate is not None or opts.find_max_users):
+        flag = "--session-rate" if opts.session_rate is not None else "--find-max-users"
+        return f"{flag} needs --workload sessions"
+    if opts.find_max_users and (not opts.slo or opts.session_rate is not None):
+        return "--find-max-users needs --slo and a user count (not --session-rate)"
+    if opts.gpu_kv_tokens is not None and not opts.demo:
+        return "--gpu-kv-tokens sizes the simulated engine of --demo"
+    return None
 
 
 def run(opts: BenchmarkOptions) -> int:
@@ -142,6 +164,8 @@ def failure(
 
 async def _benchmark(opts: BenchmarkOptions, view: View, local: Local) -> Outcome:
     prep = await prepare(opts, view, local)
+    if opts.find_max_users:
+        return await find_max_users(opts, prep, view)
     return await measure(opts, prep, view)
 
 
@@ -152,8 +176,12 @@ def _target(opts: BenchmarkOptions, view: View) -> Iterator[None]:
         yield
         return
     opts.profile = opts.profile or DEFAULT_PROFILE
-    view.progress(f"starting the simulated engine (profile {opts.profile})…")
-    with demo_engine(opts.profile) as url:
+    gpu = opts.gpu_kv_tokens
+    if gpu is None and opts.workload == "sessions":
+        gpu = DEMO_SESSIONS_GPU_TOKENS
+    sized = f", GPU KV {gpu} tokens" if gpu else ""
+    view.progress(f"starting the simulated engine (profile {opts.profile}{sized})…")
+    with demo_engine(opts.profile, gpu) as url:
         opts.endpoint = url
         yield
 

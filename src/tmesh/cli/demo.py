@@ -11,8 +11,10 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from tmesh.bench.run import BenchmarkError
+from tmesh.sim.config import EngineConfig
 from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import SimulatorHandle, start_simulator
 
@@ -20,13 +22,33 @@ from tmesh.sim.server import SimulatorHandle, start_simulator
 # a minute, so a 60 s demo ended before the first revisit: nothing it exists to show was on screen.
 DEMO_DURATION_S = 90.0
 START_TIMEOUT_S = 30.0
+DEMO_SESSIONS_GPU_TOKENS = 16000
+"""GPU KV capacity of the demo engine for sessions: the default sessions' conversations outgrow
+it within a minute, so idle ones are evicted and the survival curve shows its knee in a demo."""
+
+
+def demo_config(profile: str, gpu_kv_tokens: int | None = None) -> EngineConfig:
+    """A profile, with its GPU KV capacity replaced when asked (its context length shrinks to
+    fit, as vLLM refuses a max_model_len its KV cache cannot hold)."""
+    if profile not in PROFILES:
+        raise BenchmarkError(f"unknown --profile {profile!r}; choose from {', '.join(PROFILES)}")
+    config = PROFILES[profile]
+    if gpu_kv_tokens is None:
+        return config
+    try:
+        return replace(
+            config,
+            gpu_kv_tokens=gpu_kv_tokens,
+            max_model_len=min(config.max_model_len, gpu_kv_tokens),
+        )
+    except ValueError as exc:
+        raise BenchmarkError(f"--gpu-kv-tokens {gpu_kv_tokens}: {exc}") from None
 
 
 @contextmanager
-def demo_engine(profile: str) -> Iterator[str]:
+def demo_engine(profile: str, gpu_kv_tokens: int | None = None) -> Iterator[str]:
     """Yield the URL of a running simulated engine; stop it on exit."""
-    if profile not in PROFILES:
-        raise BenchmarkError(f"unknown --profile {profile!r}; choose from {', '.join(PROFILES)}")
+    config = demo_config(profile, gpu_kv_tokens)
     ready = threading.Event()
     box: dict[str, object] = {}
     loop = asyncio.new_event_loop()
@@ -35,7 +57,7 @@ def demo_engine(profile: str) -> Iterator[str]:
         stop = asyncio.Event()
         box["stop"] = stop
         try:
-            handle: SimulatorHandle = await start_simulator(PROFILES[profile])
+            handle: SimulatorHandle = await start_simulator(config)
         except Exception as exc:  # reported to the caller's thread, which prints one line
             box["error"] = exc
             ready.set()

@@ -89,7 +89,7 @@ def _base_type(hint: Any) -> Any:
 
 
 def _argparse_type(field: dataclasses.Field[Any], kind: Any) -> Callable[[str], Any]:
-    if kind is Path or kind is str:
+    if kind is Path:
         return kind
     return number(kind, lambda value: problem(field, value))
 

@@ -106,21 +106,51 @@ class Distribution:
 
 
 @_styled
-def line_chart(
-    name: str,
-    lines: list[Line],
-    quantity: str,
-    unit: str,
-    warmup: float = 0.0,
-    knob: tuple[str, Sequence[float]] | None = None,
-) -> str:
+def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: float = 0.0) -> str:
     """Time series over elapsed seconds; the warm-up region shaded so nobody reads it as steady.
 
     `unit` is the catalogue's unit of the values: seconds (drawn in ms when all are under a
     second), a fraction (drawn as a percentage), a count (whole numbers, no unit on the axis),
-    or a rate such as req/s. `knob` (a label and the values swept) draws the lines against a
-    sweep's knob instead, on a log axis ticked at those values.
+    or a rate such as req/s.
     """
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    ax.set_xlabel("elapsed time (s)")
+    ax.set_xlim(left=0)
+    _shade_warmup(ax, warmup)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+@_styled
+def category_chart(
+    name: str, categories: list[str], lines: list[Line], quantity: str, unit: str, axis: str
+) -> str:
+    """Values over named categories (turn indices, idle-gap buckets) at positions 0, 1, …: the
+    lines' `x` are those positions; `unit` as in `line_chart`."""
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlim(-0.3, max(len(categories) - 0.7, 0.3))
+    ax.set_xlabel(axis)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+@_styled
+def knob_chart(
+    name: str, lines: list[Line], quantity: str, unit: str, knob: str, values: Sequence[float]
+) -> str:
+    """Values against a sweep's knob (`lines`' `x` are its values); `unit` as in `line_chart`."""
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    _knob_axis(ax, knob, values)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+def _plot(ax: Axes, lines: list[Line], quantity: str, unit: str) -> None:
+    """The lines, and a value axis for their unit."""
     series = [_finite(line.y) for line in lines]
     percent = unit == FRACTION
     scale = 100.0 if percent else 1.0
@@ -128,7 +158,6 @@ def line_chart(
         unit = ""
     if unit == SECONDS:
         scale, unit = _time_unit(np.concatenate(series) if series else np.array([]))
-    fig, ax = _figure()
     for line, values in zip(lines, series, strict=True):
         ax.plot(
             line.x,
@@ -144,12 +173,6 @@ def line_chart(
             solid_joinstyle="round",
         )
     ax.set_ylabel(f"{quantity} ({unit})" if unit and not percent else quantity)
-    if knob is None:
-        ax.set_xlabel("elapsed time (s)")
-        ax.set_xlim(left=0)
-        _shade_warmup(ax, warmup)
-    else:
-        _knob_axis(ax, *knob)
     if percent:
         ax.set_ylim(0, 105)
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -157,8 +180,6 @@ def line_chart(
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(_plain))
         _integer_ticks(ax.yaxis, not unit)
-    _legend(ax, len(lines))
-    return _svg(fig, name)
 
 
 @_styled

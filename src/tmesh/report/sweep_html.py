@@ -14,7 +14,7 @@ from pathlib import Path
 from tmesh import __version__
 from tmesh.report import charts
 from tmesh.report.charts import MUTED, PALETTE, Line
-from tmesh.report.html import chart_panel, page, section
+from tmesh.report.page import chart_panel, page, section
 from tmesh.results.catalogue.units import (
     FRACTION,
     REQUESTS_PER_S,
@@ -100,18 +100,18 @@ def _charts(sweeps: list[Sweep], names: list[str]) -> list[str]:
         chart_panel(
             "TTFT against the working set" if sweeps[0].knob == "working_set_ratio" else "TTFT",
             f"time to first token after each point's warm-up, against the {label}",
-            charts.line_chart("sweep-ttft", ttft, "TTFT", SECONDS, knob=knob),
+            charts.knob_chart("sweep-ttft", ttft, "TTFT", SECONDS, *knob),
         ),
         chart_panel(
             "Prefix-cache hit rate",
             "share of prompt tokens served from cache: as the server measured it (solid) and as "
             "an ideal LRU cache of its GPU capacity would have on the same requests (dashed)",
-            charts.line_chart("sweep-hits", hits, "hit rate", FRACTION, knob=knob),
+            charts.knob_chart("sweep-hits", hits, "hit rate", FRACTION, *knob),
         ),
         chart_panel(
             "Throughput",
             f"successful requests per second after the warm-up, against the {label}",
-            charts.line_chart("sweep-qps", qps, "QPS", REQUESTS_PER_S, knob=knob),
+            charts.knob_chart("sweep-qps", qps, "QPS", REQUESTS_PER_S, *knob),
         ),
     ]
 

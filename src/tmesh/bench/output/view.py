@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
@@ -109,6 +109,13 @@ class View:
             self._dashboard.update(snap)
         elif not self.quiet:
             print(fmt.format_interval(snap) + "\n", file=self._stdout, flush=True)
+
+    def answer(self, text: str, document: dict[str, Any]) -> None:
+        """A final answer (of several runs): on stdout even with `--quiet`; JSON with `--json`."""
+        if self.json:
+            print(orjson.dumps(document).decode(), file=self._stdout, flush=True)
+        else:
+            print(text, file=self._stdout, flush=True)
 
     def summary(self, summary: RunSummary, run_dir: Path) -> None:
         self._end_live()
