@@ -102,3 +102,41 @@ async def test_compare_overlays_two_sweeps(sweeps, tmp_path: Path) -> None:
     assert "gpu-only vs cpu-offload" in page and page.count('class="chart"') == 3
     mixed = await run_cli("compare", str(sweeps["gpu-only"][0]), "--format", "md", "x")
     assert mixed.code == 2 and "Traceback" not in mixed.stderr
+
+
+async def test_a_users_sweep_of_sessions_scores_them_against_the_ideal_cache(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "users"
+    async with await start_simulator(ENGINES["gpu-only"]) as sim:
+        result = await run_cli(
+            "sweep", "--endpoint", sim.url, "--workload", "sessions", "--users", "2,4",
+            "--duration", "5", "--think-time", "0.2", "--turns", "4", "--system-prompt", "400",
+            "--turn-input", "80", "--output-length", "4", "--output-dir", str(out),
+            timeout=240,
+        )  # fmt: skip
+    assert result.code == 0, result.stderr
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["knob"] == "users" and [p["value"] for p in data["points"]] == [2, 4]
+    for point in data["points"]:
+        assert point["requests"] > 4 and point["failed"] == 0
+        assert abs(point["measured_hit_rate"] - point["infinite_hit_rate"]) < 0.05, point
+    refused = await run_cli("sweep", "--endpoint", "127.0.0.1:9", "--workload", "sessions")
+    assert refused.code == 2 and "a sessions sweep varies --users" in refused.stderr
+
+
+async def test_a_request_rate_sweep_runs_each_point_open_loop(tmp_path: Path) -> None:
+    out = tmp_path / "rates"
+    async with await start_simulator(ENGINES["gpu-only"]) as sim:
+        result = await run_cli(
+            "sweep", "--endpoint", sim.url, "--request-rate", "20,40", "--num-contexts", "6",
+            "--input-length", "256", "--output-length", "4", "--passes", "2",
+            "--output-dir", str(out), timeout=240,
+        )  # fmt: skip
+    assert result.code == 0, result.stderr
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["knob"] == "request_rate"
+    for point in data["points"]:
+        assert point["requests"] == 12 and point["failed"] == 0
+        requests = (out / point["run_dir"] / "requests.jsonl").read_text().splitlines()
+        assert all(json.loads(line)["t_intended"] is not None for line in requests)

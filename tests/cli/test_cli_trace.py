@@ -62,3 +62,22 @@ async def test_a_bad_trace_line_stops_before_any_request(sim, tmp_path: Path) ->
         "benchmark", "--endpoint", sim.url, "--trace", "sample:mooncake", "--workers", "2"
     )
     assert workers.code == 2 and "leave out --workers" in workers.stderr
+
+
+async def test_requests_leave_at_the_trace_s_times_scaled(sim, tmp_path: Path) -> None:
+    """The default timing: each request due at its arrival in the trace / --time-scale, an open
+    loop whose records keep when they were due."""
+    out = tmp_path / "run"
+    result = await run_cli(
+        "benchmark", "--endpoint", sim.url, "--trace", "sample:mooncake", "--time-scale", "20",
+        "--max-requests", "20", "--output-dir", str(out),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    _, requests, _, summary = read_run(out)
+    trace = load_trace(Path("sample:mooncake"))
+    assert summary["stop_reason"] in ("end", "max-requests")
+    assert sorted(r["index"] for r in requests) == list(range(20))
+    for record in requests:
+        due = trace.requests[record["index"]].arrival / 20
+        assert record["t_intended"] == pytest.approx(due, abs=1e-6)
+        assert record["t0"] >= due - 0.05

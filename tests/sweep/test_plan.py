@@ -12,6 +12,7 @@ from tmesh.sweep.options import SweepOptions
 from tmesh.sweep.plan import (
     SweepError,
     SweepPlan,
+    check_plan,
     contexts_for_ratio,
     point_contexts,
     point_options,
@@ -57,8 +58,22 @@ def test_contexts_follow_the_ratio_and_the_capacity() -> None:
         point_contexts(plan, base, None)
     inflight = sweep_plan(SweepOptions(max_inflight="1,2"))
     with pytest.raises(SweepError, match="--num-contexts"):
-        point_contexts(inflight, base, None)
+        check_plan(inflight, base)
     assert point_contexts(inflight, BenchmarkOptions(num_contexts=5), None) == [5, 5]
+
+
+def test_a_sessions_sweep_varies_users_and_runs_for_a_duration() -> None:
+    sessions = BenchmarkOptions(workload="sessions")
+    with pytest.raises(SweepError, match="a sessions sweep varies --users"):
+        check_plan(sweep_plan(SweepOptions()), sessions)
+    users = sweep_plan(SweepOptions(users="1,4"))
+    with pytest.raises(SweepError, match="--duration"):
+        check_plan(users, sessions)
+    timed = BenchmarkOptions(workload="sessions", duration=10.0)
+    check_plan(users, timed)
+    assert point_contexts(users, timed, None) == [0, 0]
+    point = point_options(users, timed, 3, [0, 0], 1, Path("out"))
+    assert point.users == 4 and point.max_requests is None and point.max_inflight is None
 
 
 def test_point_options(tmp_path: Path) -> None:
@@ -75,3 +90,11 @@ def test_point_options(tmp_path: Path) -> None:
     inflight = sweep_plan(SweepOptions(max_inflight="1,8"))
     per_point = point_options(inflight, BenchmarkOptions(num_contexts=4), 2, [4, 4], 1, tmp_path)
     assert per_point.max_inflight == 8 and per_point.max_requests == 8
+
+
+def test_a_request_rate_sweep_leaves_the_cap_to_the_open_loop(tmp_path: Path) -> None:
+    rates = sweep_plan(SweepOptions(request_rate="2.5,10"))
+    base = BenchmarkOptions(num_contexts=6)
+    check_plan(rates, base)
+    point = point_options(rates, base, 3, point_contexts(rates, base, None), 0, tmp_path)
+    assert point.request_rate == 2.5 and point.max_inflight is None and point.max_requests == 18

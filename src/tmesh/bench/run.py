@@ -42,6 +42,7 @@ from tmesh.bench.measure.idealcache import (
     IdealCache,
     Predictor,
     ReuseScore,
+    SessionPredictor,
     cache_geometry,
     reuse_figures,
 )
@@ -436,25 +437,31 @@ class Session:
         self.summary_written = False
         self.files_error: str | None = None
         self._said_unavailable = False
-        self.predictor: Predictor | None = None
+        self.predictor: Predictor | SessionPredictor | None = None
         self.cache_tokens: int | None = None
         self.reuse = ReuseScore()
 
     def start_predicting(self) -> None:
         """The ideal caches, sized from the first scrape (or `--cache-tokens`), over the plans
-        in the order they are sent."""
+        in the order they are sent (a session's turns in the order they finish)."""
         prep = self.prep
         capacity, block = cache_geometry(self.first_sample, self.opts.cache_tokens)
+        cache = IdealCache(capacity, block)
+        self.cache_tokens = capacity
+        sessions = prep.spec.sessions
+        if sessions is not None:
+            system = prep.prompts.context_tokens[0] + prep.prompts.overhead
+            self.predictor = SessionPredictor(cache, system, sessions.turns)
+            return
         stream = (
             prep.replay.segments()
             if prep.replay is not None
             else tiling_segments(prep.prompts, prep.spec.seed)
         )
-        self.cache_tokens = capacity
-        self.predictor = Predictor(stream, IdealCache(capacity, block))
+        self.predictor = Predictor(stream, cache)
 
     def on_record(self, record: RequestRecord) -> None:
-        prediction = self.predictor.predict(record.index) if self.predictor else None
+        prediction = self.predictor.predict(record) if self.predictor else None
         if prediction is not None:
             record.prediction = prediction.label
             self.reuse.add(prediction, record)

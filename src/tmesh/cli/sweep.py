@@ -33,7 +33,7 @@ from tmesh.sweep.plan import SweepError
 from tmesh.sweep.run import SweepOutcome, run_sweep
 from tmesh.sweep.table import sweep_table
 
-SWEPT = ("max_inflight",)
+SWEPT = ("max_inflight", "request_rate", "users")
 """Benchmark options whose flag the sweep declares as a list of values."""
 NOT_SWEPT = ("trace", "trace_format", "block_size", "time_scale", "loop", "trace_timing")
 """Benchmark options a sweep has no use for: it varies the contexts workload."""
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    opts = options_from_args(args, **dict.fromkeys(SWEPT))
+    opts = options_from_args(args, **{name: _DEFAULTS[name] for name in SWEPT})
     sweep_opts: SweepOptions = options_from_namespace(SweepOptions, args)
     check_flags(opts)
     view = View()

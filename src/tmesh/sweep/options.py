@@ -27,6 +27,18 @@ class SweepOptions:
     max_inflight: str | None = option(
         None, group=SWEEP, metavar="N,N,...", help="requests in flight, one point per value"
     )
+    request_rate: str | None = option(
+        None,
+        group=SWEEP,
+        metavar="R,R,...",
+        help="open-loop request rates (requests per second), one point per value",
+    )
+    users: str | None = option(
+        None,
+        group=SWEEP,
+        metavar="N,N,...",
+        help="users of the sessions workload (--workload sessions), one point per value",
+    )
     passes: int = option(
         3,
         group=SWEEP,

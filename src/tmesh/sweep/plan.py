@@ -3,8 +3,9 @@
 Every point is an ordinary benchmark run in a folder of its own. Points differ in the knob and in
 their seed (so no point's contexts are ever in the cache from an earlier one, even on a server
 whose cache cannot be reset); everything else is the same for all of them, the number of
-requests in flight too unless it is the knob. A point sends `passes` passes over its contexts,
-the first of them a warm-up, unless `--duration` or `--max-requests` sets its length.
+requests in flight too unless it is the knob (an open loop's cap is sized from its rate). A point
+sends `passes` passes over its contexts, the first of them a warm-up, unless `--duration` or
+`--max-requests` sets its length (sessions always run for a duration).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tmesh.results.sweeps import Knob
 from tmesh.sweep.options import DEFAULT_RATIOS, SweepOptions
 
 MAX_POINTS = 50
+WHOLE: tuple[Knob, ...] = ("max_inflight", "users")
+"""Knobs that count things; the others are rates and ratios."""
 
 
 class SweepError(ValueError):
@@ -44,6 +47,8 @@ def sweep_plan(options: SweepOptions) -> SweepPlan:
     lists: tuple[tuple[Knob, str | None], ...] = (
         ("working_set_ratio", options.working_set_ratio),
         ("max_inflight", options.max_inflight),
+        ("request_rate", options.request_rate),
+        ("users", options.users),
     )
     given = [(knob, _values(knob, text)) for knob, text in lists if text is not None]
     varied = [(knob, values) for knob, values in given if len(values) > 1]
@@ -59,7 +64,7 @@ def sweep_plan(options: SweepOptions) -> SweepPlan:
 
 
 def _values(knob: Knob, text: str) -> tuple[float, ...]:
-    whole = knob != "working_set_ratio"
+    whole = knob in WHOLE
     values = []
     for item in text.split(","):
         try:
@@ -86,17 +91,29 @@ def contexts_for_ratio(ratio: float, capacity: int, input_length: int) -> int:
     return max(1, round(ratio * capacity / input_length))
 
 
+def check_plan(plan: SweepPlan, base: BenchmarkOptions) -> None:
+    """What makes a plan impossible whatever the server says (before any network work)."""
+    timed = base.duration is not None or base.max_requests is not None
+    if base.workload == "sessions":
+        if plan.ratio(0) is not None:
+            raise SweepError(
+                "--working-set-ratio sizes the contexts workload: a sessions sweep varies "
+                "--users, --max-inflight or --request-rate"
+            )
+        if not timed:
+            raise SweepError(f"{_flag(plan.knob)}: give each point a --duration (sessions)")
+    elif plan.ratio(0) is None and base.num_contexts is None and not timed:
+        raise SweepError(
+            f"{_flag(plan.knob)}: give each point --num-contexts (it then sends --passes "
+            "passes over them), a --working-set-ratio, or a length (--duration, --max-requests)"
+        )
+
+
 def point_contexts(plan: SweepPlan, base: BenchmarkOptions, capacity: int | None) -> list[int]:
-    """Each point's number of contexts (0: sized by the benchmark, as for a single run)."""
+    """Each point's number of contexts (0: sized by the benchmark, as for a single run, or a
+    sessions workload); `capacity` is the GPU KV capacity a working-set ratio needs."""
     ratios = [plan.ratio(index) for index in range(len(plan.values))]
     if ratios[0] is None:
-        timed = base.duration is not None or base.max_requests is not None
-        if base.num_contexts is None and not timed:
-            raise SweepError(
-                f"{_flag(plan.knob)}: give each point --num-contexts (it then sends --passes "
-                "passes over them), a --working-set-ratio, or a length (--duration, "
-                "--max-requests)"
-            )
         return [base.num_contexts or 0] * len(plan.values)
     if capacity is None:
         raise SweepError(
@@ -118,13 +135,15 @@ def point_options(
     count = contexts[index] or None
     settings = {**dict(plan.fixed), plan.knob: plan.values[index]}
     inflight = settings.get("max_inflight")
-    if inflight is None and min(contexts):
+    if inflight is None and min(contexts) and "request_rate" not in settings:
         inflight = max(1, min(contexts) // 3)  # the smallest point's default, for every point
     timed = base.duration is not None or base.max_requests is not None
     return replace(
         base,
         num_contexts=count,
         max_inflight=int(inflight) if inflight else None,
+        request_rate=settings.get("request_rate", base.request_rate),
+        users=int(settings.get("users", base.users)),
         max_requests=base.max_requests if timed or count is None else passes * count,
         seed=base.seed + index,
         output_dir=folder / point_name(plan, index),

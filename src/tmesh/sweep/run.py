@@ -31,6 +31,7 @@ from tmesh.sweep.options import SweepOptions
 from tmesh.sweep.plan import (
     SweepError,
     SweepPlan,
+    check_plan,
     point_contexts,
     point_name,
     point_options,
@@ -55,12 +56,15 @@ async def run_sweep(opts: BenchmarkOptions, sweep_opts: SweepOptions, view: View
     plan = sweep_plan(sweep_opts)
     if opts.trace is not None:
         raise SweepError("a sweep varies the contexts workload: leave out --trace")
+    check_plan(plan, opts)
     started = time.monotonic()
     folder = opts.output_dir or default_run_dir(Path("tmesh-sweeps"))
     base_url = normalize_endpoint(opts.endpoint or "")
     headers = auth_headers(opts.api_key)
     async with open_session(2, opts.insecure) as session:
-        capacity = opts.cache_tokens or await _gpu_capacity(session, opts, base_url, headers)
+        capacity = opts.cache_tokens
+        if capacity is None and plan.ratio(0) is not None:
+            capacity = await _gpu_capacity(session, opts, base_url, headers)
         sweep = Sweep(
             plan.knob, base_url, opts.model or "",
             datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -14,6 +14,7 @@ from tmesh.bench.measure.idealcache import (
     Predictor,
     PrefixCache,
     ReuseScore,
+    SessionPredictor,
     cache_geometry,
     measured_hit_rate,
     reuse_efficiency,
@@ -129,11 +130,40 @@ def test_tiling_over_more_than_the_capacity_never_hits_an_lru() -> None:
 def test_predictor_follows_the_plan_order_whatever_order_records_come_in() -> None:
     stream = iter([(i, [(i % 2, 10)], 11) for i in range(6)])
     predictor = Predictor(stream, IdealCache(None))
-    assert predictor.predict(3) == Prediction(11, None, 10)
-    assert predictor.predict(0) == Prediction(11, None, 0)
-    assert predictor.predict(2) == Prediction(11, None, 10)
-    assert predictor.predict(2) is None
-    assert predictor.predict(9) is None
+
+    def at(index: int) -> Prediction | None:
+        return predictor.predict(RequestRecord(index, 0, 0, 0, 0, t0=0.0))
+
+    assert at(3) == Prediction(11, None, 10)
+    assert at(0) == Prediction(11, None, 0)
+    assert at(2) == Prediction(11, None, 10)
+    assert at(2) is None
+    assert at(9) is None
+
+
+def _turn(session: int, turn: int, prompt: int, ok: bool = True) -> RequestRecord:
+    return RequestRecord(
+        0, session, 0, turn - 1, 0, t0=0.0, prompt_tokens=prompt, completion_tokens=20,
+        session=session, turn=turn, error=None if ok else "timeout",
+    )  # fmt: skip
+
+
+def test_a_session_s_turns_reuse_its_history_and_the_shared_system_prompt() -> None:
+    """Turn k's prompt: the 100-token system prompt, earlier turns (50 of text, 20 of answer
+    each), its own 50 tokens."""
+    predictor = SessionPredictor(IdealCache(None), system_tokens=100, turns=3)
+    first = predictor.predict(_turn(1, 1, 150))
+    assert first is not None and first.infinite == 100, "set-up's probes sent the system prompt"
+    other = predictor.predict(_turn(2, 1, 150))
+    assert other is not None and other.infinite == 100
+    second = predictor.predict(_turn(1, 2, 220))
+    assert second is not None and second.infinite == 170
+    third = predictor.predict(_turn(1, 3, 290))
+    assert third is not None and third.infinite == 240
+    assert predictor.predict(_turn(2, 2, 220, ok=False)) is None
+    again = predictor.predict(_turn(2, 3, 290))
+    assert again is not None and again.infinite == 100, "a failed turn ends the session's history"
+    assert predictor.predict(RequestRecord(0, 0, 0, 0, 0, t0=0.0)) is None
 
 
 def _record(ttft: float, ok: bool = True) -> RequestRecord:

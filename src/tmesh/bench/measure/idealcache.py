@@ -129,9 +129,10 @@ class Predictor:
         self._waiting: dict[int, Prediction] = {}
         self._next = 0
 
-    def predict(self, index: int) -> Prediction | None:
-        """The prediction of the request of plan index `index` (None once given, or past the
+    def predict(self, record: RequestRecord) -> Prediction | None:
+        """The prediction of the request of `record`'s plan index (None once given, or past the
         end of the stream)."""
+        index = record.index
         while index >= self._next:
             try:
                 number, segments, prompt_tokens = next(self._requests)
@@ -140,6 +141,40 @@ class Predictor:
             self._waiting[number] = self._cache.visit(segments, prompt_tokens)
             self._next = number + 1
         return self._waiting.pop(index, None)
+
+
+class SessionPredictor:
+    """Predictions for the turns of conversations, simulated in the order turns finish.
+
+    A turn's prompt is the system prompt every session shares, then its session's earlier turns
+    (each the user's text and the answer, as the server counted them), then its own new text.
+    A session's next turn is sent only once its last one was answered, so the order turns finish
+    is the order the cache sees them, but for turns of other sessions that overlap. Set-up's
+    probe requests sent the system prompt before the run, so the caches start with it.
+    """
+
+    def __init__(self, cache: IdealCache, system_tokens: int, turns: int) -> None:
+        self._cache = cache
+        self._system: list[Segment] = [("tmesh-system-prompt", system_tokens)]
+        self._turns = turns
+        self._history: dict[int, list[Segment]] = {}
+        cache.visit(self._system, system_tokens + 1)
+
+    def predict(self, record: RequestRecord) -> Prediction | None:
+        if record.session is None or record.turn is None:
+            return None
+        history = self._history.pop(record.session, [])
+        if not record.ok:
+            return None
+        shared = [*self._system, *history]
+        prompt = record.prompt_tokens
+        fresh = prompt - sum(tokens for _, tokens in shared)
+        # The turn's text and its answer: what the session's next turn sends again.
+        turn = ((record.session, record.turn), fresh + record.completion_tokens)
+        prediction = self._cache.visit([*shared, turn], prompt)
+        if record.turn < self._turns:
+            self._history[record.session] = [*history, turn]
+        return prediction
 
 
 class ReuseScore:
