@@ -57,9 +57,8 @@ def replay(
     out = tmp_path_factory.mktemp("replay")
     before = scrape(real_vllm.root)
     proc = _cli(
-        "benchmark", "--endpoint", real_vllm.root, "--trace", name, "--trace-timing", "ignore",
-        "--max-inflight", "2", "--seed", str(SESSION_SEED), "--output-dir", str(out),
-        timeout=300,
+        "benchmark", "--endpoint", real_vllm.root, "--trace", name, "--time-scale", "4",
+        "--seed", str(SESSION_SEED), "--output-dir", str(out), timeout=300,
     )  # fmt: skip
     after = scrape(real_vllm.root)
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -75,6 +74,7 @@ def replay(
 
 
 def test_every_prompt_is_its_input_length_as_vllm_counts_it(replay: Replay) -> None:
+    """At the trace's times, four times as fast: prompts of exactly their length."""
     trace = load_trace(Path(replay.name))
     overhead = replay.config["request_overhead_tokens"]
     assert replay.config["tokens_exact"] is True
@@ -86,6 +86,7 @@ def test_every_prompt_is_its_input_length_as_vllm_counts_it(replay: Replay) -> N
         assert record["error"] is None, record
         assert abs(record["prompt_tokens"] - expected) <= TOKEN_TOLERANCE * expected, record
         assert record["completion_tokens"] == row.output_length, record
+        assert record["t_intended"] == pytest.approx(row.arrival / 4, abs=1e-6), record
 
 
 def test_vllm_hits_what_an_infinite_cache_predicts(replay: Replay) -> None:
