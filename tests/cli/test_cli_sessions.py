@@ -190,3 +190,20 @@ async def test_options_that_do_not_go_together_are_one_line(args, says) -> None:
     assert result.code == 2
     assert says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--arrival", "gamma:x"], "--arrival: 'gamma:x' must be gamma:SHAPE with a number"),
+        (["--slo", "ttft=0"], "--slo: 'ttft=0' must be a positive number of seconds for ttft"),
+        (["--gap-buckets", "30,5"], "--gap-buckets: '30,5' must be increasing numbers"),
+        (["--goodput-target", "1.5"], "--goodput-target: '1.5' must be at most 1"),
+        (["--think-time-dist", "pareto"], "invalid choice"),
+    ],
+)
+async def test_a_bad_traffic_flag_is_one_line(args, says) -> None:
+    result = await run_cli("benchmark", "--endpoint", "127.0.0.1:9", *args)
+    assert result.code == 2
+    assert says in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

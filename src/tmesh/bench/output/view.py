@@ -19,6 +19,8 @@ from rich.console import Console
 
 from tmesh.bench.output import console as fmt
 from tmesh.bench.output.live import MIN_SIZE, Dashboard, fits
+from tmesh.bench.output.panels import PANELS
+from tmesh.bench.output.traffic_panels import TRAFFIC_PANELS
 from tmesh.results.records import IntervalSnapshot, RunSummary
 
 PIPE_WIDTH = 120
@@ -99,7 +101,7 @@ class View:
                 f"{MIN_SIZE[0]}x{MIN_SIZE[1]}; printing the text blocks instead"
             )
         else:
-            self._dashboard = Dashboard(self.duration, screen)
+            self._dashboard = Dashboard(self.duration, screen, (*PANELS, *TRAFFIC_PANELS))
             self._dashboard.start()
 
     def interval(self, snap: IntervalSnapshot) -> None:
