@@ -21,7 +21,8 @@ from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
-from tmesh.bench.run import BenchmarkError, Local, Outcome, check_local, measure, prepare
+from tmesh.bench.prepare import BenchmarkError, Local, check_local, prepare
+from tmesh.bench.run import Outcome, measure
 from tmesh.bench.workload.blocks import BlockError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
-from tmesh.bench.run import BenchmarkError
+from tmesh.bench.prepare import BenchmarkError
 from tmesh.sim.config import EngineConfig
 from tmesh.sim.profiles import PROFILES
 from tmesh.sim.server import SimulatorHandle, start_simulator

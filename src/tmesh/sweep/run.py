@@ -22,7 +22,8 @@ from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.bench.run import check_local, measure, prepare
+from tmesh.bench.prepare import check_local, prepare
+from tmesh.bench.run import measure
 from tmesh.results.catalogue.server import GPU_CAPACITY_TOKENS
 from tmesh.results.catalogue.units import FRACTION, SECONDS, console_value
 from tmesh.results.rundir import default_run_dir
