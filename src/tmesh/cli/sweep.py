@@ -94,7 +94,7 @@ def _demo(opts: BenchmarkOptions, view: View) -> Iterator[None]:
         f"starting the simulated engine (profile {opts.profile}); prompts of "
         f"{opts.input_length} tokens, answers of {opts.output_length}"
     )
-    with demo_engine(opts.profile) as url:
+    with demo_engine(opts.profile, opts.gpu_kv_tokens) as url:
         opts.endpoint = url
         yield
 
