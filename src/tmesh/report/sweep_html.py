@@ -23,6 +23,11 @@ from tmesh.results.catalogue.units import (
 )
 from tmesh.results.sweeps import COLUMNS, SWEEP_PAGE, Sweep, SweepPoint, read_sweep
 
+POINTS_CSS = (
+    "<style>table.points th, table.points td { padding: 5px 6px; font-size: 12px; }</style>"
+)
+"""Fourteen columns: tighter cells keep the points' table within the page's width."""
+
 
 class SweepCompareError(ValueError):
     """Sweeps that cannot share one picture; the message is one line."""
@@ -47,7 +52,7 @@ def render_sweeps(sweeps: list[Sweep], labels: list[str] | None = None) -> str:
         f'<h1>{escape(title)}</h1><p class="meta">{escape(_meta(sweeps, names))}</p></header>',
         *_charts(sweeps, names),
         *(
-            section(f"Points: {name}", _table(sweep))
+            section(f"Points: {name}" if len(sweeps) > 1 else "Points", _table(sweep))
             for sweep, name in zip(sweeps, names, strict=True)
         ),
         "<footer><p>Latencies and QPS of each point are after its warm-up (its first pass over "
@@ -56,7 +61,7 @@ def render_sweeps(sweeps: list[Sweep], labels: list[str] | None = None) -> str:
         "never evicts. Reuse efficiency = the server's hit rate / the ideal LRU's. Generated "
         f"by tmesh {escape(__version__)}.</p></footer>",
     ]
-    return page(f"tmesh sweep: {title}", "".join(body))
+    return page(f"tmesh sweep: {title}", POINTS_CSS + "".join(body))
 
 
 def _default_label(sweep: Sweep, index: int) -> str:
@@ -133,7 +138,8 @@ def _table(sweep: Sweep) -> str:
         f"<th>{escape(heading)}</th>" for _, heading, _ in COLUMNS
     )
     rows = "".join(_row(point) for point in sweep.points)
-    table = f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    table = f'<table class="points"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+    table += "</table>"
     return f'<div style="overflow-x: auto">{table}</div>'
 
 
