@@ -38,16 +38,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from client_speed import TOKENS, fake_server, load_average  # noqa: E402
+from client_speed import TOKENS, fake_server, load_average
 
-from tmesh.bench.load.client import ClientConfig  # noqa: E402
-from tmesh.bench.load.runner import StopRules  # noqa: E402
-from tmesh.bench.load.traffic import Traffic  # noqa: E402
-from tmesh.bench.measure.recorder import Recorder  # noqa: E402
-from tmesh.bench.part import PartReport, PartTask, part_tasks, run_part  # noqa: E402
-from tmesh.bench.workers import WorkerPool  # noqa: E402
-from tmesh.bench.workload.prompts import PromptSet  # noqa: E402
-from tmesh.results.records import ClientHealth, RequestRecord, RunSummary, WorkloadSpec  # noqa: E402
+from tmesh.bench.load.client import ClientConfig
+from tmesh.bench.load.runner import StopRules
+from tmesh.bench.load.traffic import Traffic
+from tmesh.bench.measure.recorder import Recorder
+from tmesh.bench.part import PartReport, PartTask, part_tasks, run_part
+from tmesh.bench.workers import WorkerPool
+from tmesh.bench.workload.prompts import PromptSet
+from tmesh.results.records import ClientHealth, RequestRecord, RunSummary, WorkloadSpec
 
 CONTEXTS = 16
 INTERVAL_S = 2.0

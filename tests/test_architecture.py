@@ -1,7 +1,8 @@
 """The layout keeps its promises: docs/architecture.md names every module (empty package files
 aside), and imports follow the
-pipeline (no stage imports one to its right, `bench` never imports `cli`, `report` or `sim`, no
-cycles, no import hidden in a function outside `cli`)."""
+pipeline (no stage imports one to its right, `bench` never imports `cli`, `report`, `sweep` or
+`sim`, `sweep` only `bench` and the bottom, no cycles, no import hidden in a function outside
+`cli`)."""
 
 from __future__ import annotations
 
@@ -65,12 +66,17 @@ def test_imports_follow_the_layers(name: str) -> None:
     top, nested = IMPORTS[name]
     imported = top | nested
     if _within(name, "tmesh.bench"):
-        assert not any(_within(i, p) for i in imported for p in ("tmesh.cli", "tmesh.report"))
+        assert not any(
+            _within(i, p) for i in imported for p in ("tmesh.cli", "tmesh.report", "tmesh.sweep")
+        )
         assert not any(_within(i, "tmesh.sim") for i in imported)
     if _within(name, "tmesh.sim"):
         assert all(_within(i, "tmesh.sim") or i in BOTTOM for i in imported), imported
     if _within(name, "tmesh.results") or name in ("tmesh.text", "tmesh.fieldspec"):
         assert all(any(_within(i, b) for b in BOTTOM) for i in imported), imported
+    if _within(name, "tmesh.sweep"):
+        allowed = ("tmesh.sweep", "tmesh.bench", "tmesh.results", *BOTTOM)
+        assert all(any(_within(i, a) for a in allowed) for i in imported), imported
     if _within(name, "tmesh.report"):
         allowed = ("tmesh.report", "tmesh.results", "tmesh.bench.measure", *BOTTOM)
         assert all(any(_within(i, a) for a in allowed) for i in imported), imported

@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tmesh.bench.capacity import find_max_users
@@ -22,9 +23,11 @@ from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
 from tmesh.bench.prepare import BenchmarkError, Local, check_local, prepare
 from tmesh.bench.run import Outcome, Spread, measure
+from tmesh.bench.workload.blocks import BlockError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
+from tmesh.bench.workload.trace import TraceError
 from tmesh.cli.demo import DEMO_DURATION_S, DEMO_SESSIONS_GPU_TOKENS, demo_engine
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
@@ -48,6 +51,8 @@ SETUP_ERRORS = (
     RunFilesError,
     SizingError,
     TokenizerError,
+    TraceError,
+    BlockError,
 )
 
 
@@ -55,10 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_flags(parser, BenchmarkOptions, shown={"profile": DEFAULT_PROFILE})
 
 
-def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
-    """The options the flags give; the key falls back on the environment."""
+def options_from_args(args: argparse.Namespace, **given: Any) -> BenchmarkOptions:
+    """The options the flags give; the key falls back on the environment. `given` sets options
+    whose flags mean something else in the calling command (a sweep's lists of values)."""
     key = args.api_key or next(filter(None, map(os.environ.get, KEY_VARIABLES)), None)
-    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key)
+    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key, **given)
     return options
 
 
@@ -101,6 +107,9 @@ def check_flags(opts: BenchmarkOptions) -> None:
 def conflict(opts: BenchmarkOptions) -> str | None:
     """The traffic options that do not go together, in one line."""
     sessions = opts.workload == "sessions"
+    if opts.trace is not None and (sessions or opts.request_rate is not None):
+        flag = "--workload sessions" if sessions else "--request-rate"
+        return f"{flag} does not go with --trace: a trace brings its requests and their times"
     if sessions and opts.request_rate is not None:
         return "--request-rate is the contexts' open loop; sessions arrive with --session-rate"
     if not sessions and (opts.session_rate is not None or opts.find_max_users):
@@ -138,23 +147,35 @@ def run(opts: BenchmarkOptions) -> int:
         local = check_local(opts)
         with _target(opts, view), _cluster(opts, view) as spread:
             outcome = asyncio.run(_benchmark(opts, view, local, spread))
-    except SETUP_ERRORS as exc:
-        view.error(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        view.error("interrupted before the run started; nothing was written")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if os.environ.get("TMESH_DEBUG"):
-            raise
-        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
-        return EXIT_RUN_FAILED
+    except (Exception, KeyboardInterrupt) as exc:
+        return failure(exc, view, "interrupted before the run started; nothing was written")
     errors = outcome.errors
     if opts.report and outcome.files_error is None:
         errors += filter(None, [_report(outcome.run_dir, view)])
     for error in errors:
         view.error(error)
     return EXIT_RUN_FAILED if errors else EXIT_OK
+
+
+def failure(
+    exc: BaseException,
+    view: View,
+    interrupted: str,
+    usage: tuple[type[Exception], ...] = SETUP_ERRORS,
+) -> int:
+    """The exit code of what ended a command early, said in one line: a problem found before the
+    load (`usage`, exit 2), Ctrl-C (130), anything else as an internal error (1, or its
+    traceback with `TMESH_DEBUG=1`)."""
+    if isinstance(exc, usage):
+        view.error(str(exc))
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        view.error(interrupted)
+        return EXIT_INTERRUPTED
+    if os.environ.get("TMESH_DEBUG"):
+        raise exc
+    view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
+    return EXIT_RUN_FAILED
 
 
 async def _benchmark(

@@ -18,7 +18,8 @@ COMMANDS = {
     "benchmark": "discover the model at an endpoint and run the workload until stopped",
     "simulate": "run the simulated inference engine",
     "report": "self-contained HTML report of one run",
-    "compare": "compare two or more runs side by side",
+    "compare": "compare two or more runs (or sweeps) side by side",
+    "sweep": "run the benchmark once per value of one knob and draw the curve",
 }
 ArgsFn = Callable[[argparse.ArgumentParser], None]
 RunFn = Callable[[argparse.Namespace], int]
@@ -48,6 +49,10 @@ def _command(name: str) -> tuple[ArgsFn, RunFn]:
         from tmesh.cli import simulate
 
         return simulate.add_arguments, simulate.run_command
+    if name == "sweep":
+        from tmesh.cli import sweep
+
+        return sweep.add_arguments, sweep.run_command
     from tmesh.cli import report
 
     if name == "report":

@@ -17,6 +17,8 @@ from tmesh.report.compare import CompareError, Comparison, compare_runs
 from tmesh.report.compare_html import render_compare
 from tmesh.report.html import render_report
 from tmesh.report.load import Run, RunLoadError, load_run
+from tmesh.report.sweep_html import SweepCompareError, render_sweeps
+from tmesh.results.sweeps import SweepLoadError, is_sweep, read_sweep
 
 FORMATS = ("html", "md", "csv", "json")
 SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".csv": "csv", ".json": "json"}
@@ -55,7 +57,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         type=Path,
         nargs="+",
-        help="two or more run folders; every ratio is to the first",
+        help="two or more run folders (every ratio is to the first), or sweep folders "
+        "(their curves overlaid)",
     )
     _add_output_arguments(parser, "./compare.html")
     parser.add_argument(
@@ -101,6 +104,8 @@ def run_compare(args: argparse.Namespace) -> int:
         if len(args.runs) < 2:
             raise CompareError("compare needs at least two run folders")
         labels = args.labels.split(",") if args.labels else None
+        if all(is_sweep(Path(path)) for path in args.runs):
+            return _compare_sweeps(args, labels)
         fmt = _format(args)
         runs = [load_run(path) for path in args.runs]
         comparison = compare_runs(runs, labels, force=args.force)
@@ -108,6 +113,20 @@ def run_compare(args: argparse.Namespace) -> int:
         _emit(text, _target(args.output, fmt, Path("compare.html")))
     except (RunLoadError, CompareError, OutputError) as exc:
         return _fail("compare", exc)
+    return EXIT_OK
+
+
+def _compare_sweeps(args: argparse.Namespace, labels: list[str] | None) -> int:
+    """Sweep folders: their curves overlaid on one page (HTML only)."""
+    if _format(args) != "html":
+        raise OutputError("sweeps are compared as an HTML page (their sweep.json are the data)")
+    if labels is not None and len(labels) != len(args.runs):
+        raise CompareError(f"--labels names {len(labels)} sweeps, {len(args.runs)} were given")
+    try:
+        text = render_sweeps([read_sweep(Path(path)) for path in args.runs], labels)
+    except (SweepLoadError, SweepCompareError) as exc:
+        raise CompareError(str(exc)) from None
+    _emit(text, _target(args.output, "html", Path("compare.html")))
     return EXIT_OK
 
 
