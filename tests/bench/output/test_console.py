@@ -322,3 +322,17 @@ def test_summary_says_why_it_stopped_and_what_its_abbreviations_mean() -> None:
     assert "TTFT: time to first token" in text and "ITL: inter-token latency" in text
     assert "warm (revisit): a later request for a context" in text
     assert "no byte from the server for --request-timeout" in text, "each error kind explained"
+
+
+def test_lost_actors_are_said_in_every_block_and_the_summary() -> None:
+    healthy = console.format_interval(seed_snapshot())
+    lossy = console.format_interval(
+        seed_snapshot(health=ClientHealth(inflight_mean=9.8, inflight_target=20, parts_lost=1))
+    )
+    assert "died" not in healthy
+    assert lossy.startswith(SEED_BLOCK)
+    assert "WARNING: 1 of the load's actors or workers died" in lossy
+    s = summary(0.0)
+    s.health = ClientHealth(inflight_mean=9.8, inflight_target=20, parts_lost=1)
+    assert "Lost actors or workers" in rendered(s)
+    assert "Lost actors or workers" not in rendered(summary(0.0))

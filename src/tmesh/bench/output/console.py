@@ -198,6 +198,8 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
     warning = client_limit_warning(h)
     if warning:
         pairs.append(("WARNING", warning))
+    if h.parts_lost:
+        pairs.append(("WARNING", lost_parts(h.parts_lost)))
     if i.cached_tokens_reported:
         pairs.append(("Cached Prompt Tokens (usage, interval)", _cached(i)))
     if snap.server:
@@ -211,6 +213,15 @@ _COLD_WARM_LABEL = (
 )
 LOOP_LAG_LIMIT_MS = 50.0
 DISPATCH_DELAY_LIMIT_MS = 5.0
+
+
+def lost_parts(count: int) -> str:
+    """A spread run that tolerates losses says, in every block and the summary, that it lost
+    some of its load."""
+    return (
+        f"{count} of the load's actors or workers died; the run goes on with the rest, so the "
+        "load is less than asked"
+    )
 
 
 def client_limit_warning(health: ClientHealth) -> str | None:
@@ -345,6 +356,8 @@ def _run_table(s: RunSummary) -> Table:
             "",
         ),
     ]
+    if s.health.parts_lost:
+        rows.append(("Lost actors or workers", lost_parts(s.health.parts_lost), ""))
     for label, overall, steady_value in rows:
         table.add_row(label, overall, *([steady_value] if steady else []))
     return table
