@@ -3,8 +3,9 @@
 Throughput: a closed loop of 100-token streams against the zero-latency server (`_sse_server.py`,
 its own process), run three ways for the same time: in this process (`run_part`, exactly what
 `tmesh-cli benchmark` runs in one process), as `--workers 2` (`WorkerPool`), and with `--ray` as
-2 actors on a local two-node cluster (`RayPool`). Requests/s are the driver's own figures (its
-recorder, fed the parts' windows).
+2 actors on a local two-node cluster (`RayPool`), in `--rounds` rounds (the machine may be shared:
+the median of the ratios is the figure). Requests/s are the driver's own figures (its recorder,
+fed the parts' windows).
 
 Accuracy (`--ray` only): the server delays the first token by 200 ms and paces the rest 10 ms
 apart; TTFT and ITL as the driver reports them against that truth, and the achieved in-flight
@@ -20,7 +21,7 @@ alone, with Ray's outside calls turned off (see README, "Running on a cluster", 
         RAY_USAGE_STATS_REPORT_URL=http://127.0.0.1:9/ RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 \\
         HOME=<folder with ray_bootstrap_config.yaml> python benchmarks/scale_out.py --ray
 
-Usage: python benchmarks/scale_out.py [--seconds S] [--inflight N] [--ray]
+Usage: python benchmarks/scale_out.py [--seconds S] [--inflight N] [--rounds R] [--ray]
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import asyncio
 import os
 import random
 import resource
+import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,21 +54,24 @@ CONTEXTS = 16
 INTERVAL_S = 2.0
 
 
-def spec(inflight: int) -> WorkloadSpec:
-    return WorkloadSpec("bench", CONTEXTS, 4, inflight, 8, TOKENS)
+def spec(inflight: int, contexts: int = CONTEXTS) -> WorkloadSpec:
+    return WorkloadSpec("bench", contexts, 4, inflight, 8, TOKENS)
 
 
-def template(port: int, inflight: int, seconds: float, folder: str) -> PartTask:
+def template(port: int, inflight: int, seconds: float, folder: str, contexts: int) -> PartTask:
+    """Contexts `#<c> …`: with more contexts than requests, the server's log (`--log`) keeps
+    every request under its own id."""
     prompts = PromptSet(
-        [f"context {c} " for c in range(CONTEXTS)], [["q?"] * 4] * CONTEXTS, [8] * CONTEXTS,
-        [[4] * 4] * CONTEXTS, "bench", False,
+        [f"#{c} context " for c in range(contexts)], [["q?"] * 4] * contexts, [8] * contexts,
+        [[4] * 4] * contexts, "bench", False,
     )  # fmt: skip
     config = ClientConfig(f"http://127.0.0.1:{port}/v1", "completions", "bench", {}, TOKENS, 30.0)
     rules = StopRules(duration=seconds, grace_s=5.0)
     traffic = Traffic("closed", inflight, 0, prompts)
     return PartTask(
-        traffic, config, time.monotonic(), False, INTERVAL_S, rules, spec(inflight), folder
-    )
+        traffic, config, time.monotonic(), False, INTERVAL_S, rules, spec(inflight, contexts),
+        folder,
+    )  # fmt: skip
 
 
 def cpu_seconds() -> float:
@@ -75,9 +79,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def one_process(port: int, inflight: int, seconds: float) -> RunSummary:
+async def one_process(
+    port: int, inflight: int, seconds: float, contexts: int = CONTEXTS
+) -> RunSummary:
     with tempfile.TemporaryDirectory() as folder:
-        task = template(port, inflight, seconds, folder)
+        task = template(port, inflight, seconds, folder, contexts)
         recorder = Recorder(task.spec, 0.0, INTERVAL_S)
 
         def ship(report: PartReport) -> None:
@@ -88,9 +94,11 @@ async def one_process(port: int, inflight: int, seconds: float) -> RunSummary:
         return recorder.summary(time.monotonic() - task.origin, "duration", "now")
 
 
-async def spread(port: int, inflight: int, seconds: float, how: str) -> RunSummary:
+async def spread(
+    port: int, inflight: int, seconds: float, how: str, contexts: int = CONTEXTS
+) -> RunSummary:
     with tempfile.TemporaryDirectory() as folder:
-        task = template(port, inflight, seconds, folder)
+        task = template(port, inflight, seconds, folder, contexts)
         recorder = Recorder(task.spec, 0.0, INTERVAL_S)
 
         async def tick(now: float, health: ClientHealth) -> None:
@@ -102,10 +110,11 @@ async def spread(port: int, inflight: int, seconds: float, how: str) -> RunSumma
                 tasks, recorder.absorb, tick, inflight, task.rules, task.origin, INTERVAL_S
             )
         else:
-            driver = RAY.spread(replace(task, origin=time.monotonic()), recorder, tick)
-            task = replace(task, origin=driver._origin)
+            driver = RAY.spread(task, recorder, tick)
         await driver.run()
-        return recorder.summary(time.monotonic() - task.origin, "duration", "now")
+        if how != "workers":
+            RAY.release()
+        return recorder.summary(driver.now(), "duration", "now")
 
 
 def throughput_line(name: str, summary: RunSummary, single: float | None) -> str:
@@ -147,16 +156,23 @@ async def main_async(args: argparse.Namespace) -> None:
         f"run; {os.cpu_count()} CPUs, load average {load_average()}",
         flush=True,
     )
+    ratios: dict[str, list[float]] = {"--workers 2": [], "--ray, 2 actors": []}
     with fake_server() as port:
-        single = await one_process(port, args.inflight, args.seconds)
-        print(throughput_line("one process", single, None), flush=True)
-        workers = await spread(port, args.inflight, args.seconds, "workers")
-        print(throughput_line("--workers 2", workers, single.qps), flush=True)
-        if RAY is not None:
-            actors = await spread(port, args.inflight, args.seconds, "ray")
-            print(throughput_line("--ray, 2 actors", actors, single.qps), flush=True)
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_}", flush=True)
+            single = await one_process(port, args.inflight, args.seconds)
+            print(throughput_line("one process", single, None), flush=True)
+            for name, how in (("--workers 2", "workers"), ("--ray, 2 actors", "ray")):
+                if how == "ray" and RAY is None:
+                    continue
+                spread_run = await spread(port, args.inflight, args.seconds, how)
+                print(throughput_line(name, spread_run, single.qps), flush=True)
+                ratios[name].append(spread_run.qps / single.qps)
+    for name, found in ratios.items():
+        if found:
+            print(f"{name}: median {statistics.median(found):.2f}x one process over {len(found)}")
     if RAY is not None:
-        await RAY.accuracy(args)
+        await RAY.accuracy(args, one_process, spread)
     print("\ndriver CPU per interval (absorbing the windows, closing the interval)")
     for parts in (2, 8, 32):
         print(f"  {parts:>2} parts: {driver_cost(parts):6.2f} ms", flush=True)
@@ -171,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--inflight", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds (a median)")
     parser.add_argument("--ray", action="store_true", help="also run on a local Ray cluster")
     args = parser.parse_args()
     if args.ray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
 import signal
 import time
 from dataclasses import replace
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_until, start_cli
 from factories import SEED_SPEC
+from process_helpers import still_running
 
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.runner import StopRules
@@ -42,23 +42,6 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-def _wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait on each process's pidfd (readable once it exits); return those still running."""
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            ready, _, _ = select.select([fd], [], [], timeout)
-        finally:
-            os.close(fd)
-        if not ready:
-            alive.append(pid)
-    return alive
-
-
 async def test_workers_stop_when_the_parent_is_killed(tmp_path) -> None:
     async with await start_simulator(CLI_PROFILE) as handle:
         proc = await start_cli(
@@ -69,7 +52,7 @@ async def test_workers_stop_when_the_parent_is_killed(tmp_path) -> None:
         workers = _workers_of(proc.pid)
         assert len(workers) == 2
         proc.kill()
-        alive = await asyncio.to_thread(_wait_gone, workers, 30.0)
+        alive = await asyncio.to_thread(still_running, workers, 30.0)
         for pid in alive:
             os.kill(pid, signal.SIGKILL)
         await asyncio.wait_for(proc.communicate(), 30)

@@ -249,17 +249,24 @@ class RayPool(PartsDriver):
         self._pollers: list[asyncio.Task[None]] = []
 
     async def _start(self) -> None:
+        """Measure every actor's clock, then start them all at one instant; an actor that is
+        already gone is lost like one that dies later."""
+        started = []
         for part, actor in enumerate(self.actors):
-            offset, uncertainty = await clock_offset(actor.clock.remote)
+            try:
+                offset, uncertainty = await clock_offset(actor.clock.remote)
+            except RayError as exc:
+                self.lost_part(part, f"actor {part} on {self._node(part)} died: {first_line(exc)}")
+                continue
             place = self.cluster.placements[part]
             place.offset_s, place.uncertainty_s = offset, uncertainty
+            started.append(part)
         start_at = self.now() + START_BARRIER_S
-        for part, (actor, task) in enumerate(zip(self.actors, self.tasks, strict=True)):
+        for part in started:
             origin = self._origin + self.cluster.placements[part].offset_s
-            await actor.start.remote(replace(task, origin=origin, start_at=start_at))
-        self._pollers = [
-            asyncio.create_task(self._poll(part, actor)) for part, actor in enumerate(self.actors)
-        ]
+            task = replace(self.tasks[part], origin=origin, start_at=start_at)
+            await self.actors[part].start.remote(task)
+            self._pollers.append(asyncio.create_task(self._poll(part, self.actors[part])))
 
     async def _poll(self, part: int, actor: Any) -> None:
         """Collect a part's reports until its end; a dead actor or a failed part is lost."""

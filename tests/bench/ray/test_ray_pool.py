@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import select
+import shutil
 import signal
 import socket
 import time
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_run, read_until, run_cli, start_cli
 from factories import SEED_SPEC
+from process_helpers import still_running
 
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.runner import StopRules
@@ -41,22 +42,6 @@ SECRET = "tmesh-secret-7f3a9c1d5e"
 def loopback_only() -> bool:
     """True inside a network namespace whose only interface is loopback."""
     return {name for _, name in socket.if_nameindex()} == {"lo"}
-
-
-def still_running(pids: list[int], timeout: float) -> list[int]:
-    """Wait on each process's pidfd (readable once it exits); return those still running."""
-    alive = []
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            if not select.select([fd], [], [], timeout)[0]:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +159,12 @@ async def test_a_tolerated_loss_goes_on_and_is_said(cluster, tmp_path) -> None:
 
 
 async def test_ctrl_c_stops_every_actor_and_writes_the_summary(cluster, tmp_path) -> None:
+    """With `--no-gather`, the files are left on the nodes and listed."""
     out = tmp_path / "run"
     async with await start_simulator(CLI_PROFILE) as sim:
         proc = await start_cli(
             "benchmark", "--endpoint", sim.url, *SMALL_WORKLOAD, "--ray", cluster[0],
-            "--interval", "1", "--output-dir", str(out),
+            "--interval", "1", "--output-dir", str(out), "--no-gather",
         )  # fmt: skip
         await read_until(proc.stdout, "Elapsed Time", timeout=120)
         proc.send_signal(signal.SIGINT)
@@ -186,9 +172,13 @@ async def test_ctrl_c_stops_every_actor_and_writes_the_summary(cluster, tmp_path
     assert proc.returncode == 0, stderr.decode()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stop_reason"] == "signal"
-    assert [sorted(p["files"]) for p in summary["parts"]] == [
-        ["requests.part0.jsonl"],
-        ["requests.part1.jsonl"],
-    ]
+    left = [Path(f) for p in summary["parts"] for f in p["files"]]
+    assert [f.name for f in left] == ["requests.part0.jsonl", "requests.part1.jsonl"]
+    assert sum(len(f.read_text().splitlines()) for f in left) == sum(
+        p["records"] for p in summary["parts"]
+    ), "--no-gather leaves every record on its node"
+    assert not any(out.glob("requests.part*"))
+    for folder in {f.parent for f in left}:
+        shutil.rmtree(folder)
     actors = [p["pid"] for p in summary["parts"]]
     assert await asyncio.to_thread(still_running, actors, 30.0) == []
