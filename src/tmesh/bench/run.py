@@ -188,6 +188,8 @@ class Session:
         snap.verdict = verdict_so_far(snap, self.prep.spec, self.first_sample, self.last_sample)
         self._write(self.files.append_interval, snap)
         if self.exporter:
+            if isinstance(self.loop, PartsDriver):
+                self.exporter.count(snap.interval_stats)
             self.exporter.update(snap)
         return snap
 

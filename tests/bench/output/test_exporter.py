@@ -121,3 +121,16 @@ def test_a_taken_port_is_a_one_line_error() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(ExporterError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
             Exporter(port).start()
+
+
+async def test_windows_of_a_spread_run_count_like_their_records(exporter: Exporter) -> None:
+    exporter.count(
+        WindowStats(requests=7, errors={"timeout": 2}, prompt_tokens=700, completion_tokens=70)
+    )
+    exporter.count(WindowStats(requests=1, errors={"timeout": 1, "http_5xx": 1}))
+    m = await scrape(exporter.url)
+    assert m[("tmesh_requests_total", (("kind", "none"), ("status", "ok")))] == 8
+    assert m[("tmesh_requests_total", (("kind", "timeout"), ("status", "error")))] == 3
+    assert m[("tmesh_requests_total", (("kind", "http_5xx"), ("status", "error")))] == 1
+    assert m[("tmesh_prompt_tokens_total", ())] == 700
+    assert m[("tmesh_completion_tokens_total", ())] == 70

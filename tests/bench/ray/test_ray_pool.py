@@ -34,7 +34,7 @@ pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from tmesh.bench.ray_pool import RayCluster  # noqa: E402
+from tmesh.bench.ray_pool import RayCluster, clock_offset  # noqa: E402
 
 SECRET = "tmesh-secret-7f3a9c1d5e"
 
@@ -182,3 +182,28 @@ async def test_ctrl_c_stops_every_actor_and_writes_the_summary(cluster, tmp_path
         shutil.rmtree(folder)
     actors = [p["pid"] for p in summary["parts"]]
     assert await asyncio.to_thread(still_running, actors, 30.0) == []
+
+
+def test_more_actors_than_nodes_are_spread_as_evenly_as_ray_can(cluster) -> None:
+    nodes = RayCluster(cluster[0], 3, None)
+    try:
+        assert nodes.strategy == "SPREAD"
+        assert len({p.node for p in nodes.placements}) == 2
+        assert "3 actors on 2 nodes (SPREAD)" in nodes.describe()
+    finally:
+        nodes.close()
+
+
+async def test_the_clock_offset_is_read_at_the_smallest_round_trip() -> None:
+    """A remote clock 5 s ahead, read after a delay of its own each time: the estimate keeps
+    the quickest round trip, and half of it bounds the error."""
+    delays = iter([0.2, 0.001, 0.3])
+
+    async def read() -> float:
+        delay = next(delays)
+        await asyncio.sleep(delay)
+        return time.monotonic() + 5.0 - delay / 2
+
+    offset, uncertainty = await clock_offset(read, pings=3)
+    assert abs(offset - 5.0) <= uncertainty
+    assert 0.0005 <= uncertainty < 0.1, "not the quickest round trip"

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from tmesh.results.catalogue.metrics import E2E, ITL, QPS, ROTATIONS, TTFT, VISITS
 from tmesh.results.catalogue.units import SECONDS
-from tmesh.results.records import IntervalSnapshot, RequestRecord
+from tmesh.results.records import IntervalSnapshot, RequestRecord, WindowStats
 
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5)
@@ -144,6 +144,16 @@ class Exporter:
                 histogram.observe(value)
         if record.ttft is not None:
             self._ttft.labels(visit=COLD if record.visit == 0 else WARM).observe(record.ttft)
+
+    def count(self, window: WindowStats) -> None:
+        """The counters of a window of requests not seen one by one (a run spread over
+        processes or actors sends the driver windows, not records); the histograms, which need
+        each value, stay those of the requests `observe`d."""
+        self._requests.labels(status="ok", kind="none").inc(window.requests)
+        for kind, count in window.errors.items():
+            self._requests.labels(status="error", kind=kind).inc(count)
+        self._prompt_tokens.inc(window.prompt_tokens)
+        self._completion_tokens.inc(window.completion_tokens)
 
     def update(self, snapshot: IntervalSnapshot) -> None:
         self._qps.set(snapshot.qps)
