@@ -119,6 +119,8 @@ async def test_workers_share_the_workload_and_merge_exactly(sim, tmp_path) -> No
     ttfts = sorted(r["ttft"] for r in requests)
     assert summary["overall"]["ttft"]["max"] == pytest.approx(ttfts[-1], rel=1e-6)
     assert summary["overall"]["ttft"]["mean"] == pytest.approx(sum(ttfts) / 40, rel=1e-6)
+    ideal = summary["server"]
+    assert ideal["ideal_infinite_hit_rate"] == ideal["ideal_lru_hit_rate"] > 0.5, "no predictions"
 
 
 async def test_verdict_from_client_ttft_without_server_metrics(sim, tmp_path) -> None:

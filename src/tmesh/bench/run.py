@@ -60,7 +60,14 @@ from tmesh.results.records import (
     RunSummary,
     StopReason,
 )
-from tmesh.results.rundir import RunFiles, RunFilesError, default_run_dir
+from tmesh.results.rundir import (
+    RunFiles,
+    RunFilesError,
+    default_run_dir,
+    finishing_order,
+    read_requests,
+    request_streams,
+)
 from tmesh.text import mask_key, scrub
 
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
@@ -169,14 +176,28 @@ class Session:
         self.predictor = Predictor(stream, cache)
 
     def on_record(self, record: RequestRecord) -> None:
-        prediction = self.predictor.predict(record) if self.predictor else None
-        if prediction is not None:
-            record.prediction = prediction.label
-            self.reuse.add(prediction, record)
+        self._predict(record)
         self.recorder.add(record)
         self._write(self.files.append_request, record)
         if self.exporter:
             self.exporter.observe(record)
+
+    def _predict(self, record: RequestRecord) -> None:
+        prediction = self.predictor.predict(record) if self.predictor else None
+        if prediction is not None:
+            record.prediction = prediction.label
+            self.reuse.add(prediction, record)
+
+    def predict_parts(self) -> None:
+        """A spread run's records never pass through the driver: once the parts' files are in
+        the run folder, its ideal-cache predictions are made from them, in the order the
+        requests finished, as one process makes them as they finish (the files keep no
+        per-request label)."""
+        if not isinstance(self.loop, PartsDriver) or not self.loop.gathered or not self.predictor:
+            return
+        streams = [read_requests(stream) for stream in request_streams(self.files.path)]
+        for record in finishing_order(streams):
+            self._predict(record)
 
     async def on_tick(self, now: float, health: ClientHealth) -> None:
         self.view.interval(await self.close_interval(now, health))
@@ -273,6 +294,7 @@ async def measure(
         try:
             with _signals(loop, run, view):
                 state = await loop.run()
+                run.predict_parts()
                 await run.close_interval(loop.now(), loop.health(loop.now()))
                 summary = run.finish(state.stop_reason or "stopped")
         finally:

@@ -8,7 +8,6 @@ damage, repaired here once so every renderer downstream can trust what it gets.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import json
 import math
 from array import array
@@ -25,7 +24,14 @@ from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES, parse_gap_buckets
 from tmesh.report.replay import Replay
 from tmesh.results.decode import RecordShapeError, build_record, is_number
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
-from tmesh.results.rundir import CONFIG, INTERVALS, SUMMARY, request_files, request_streams
+from tmesh.results.rundir import (
+    CONFIG,
+    INTERVALS,
+    SUMMARY,
+    finishing_order,
+    request_files,
+    request_streams,
+)
 
 T = TypeVar("T")
 
@@ -221,19 +227,14 @@ def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> Reque
 
 
 def _finishing_order(root: Path, notes: list[str]) -> Iterator[RequestRecord]:
-    """The records of every writer (the run, each part of a spread run) merged in the order they
-    finished: each writer's files are in that order already."""
-    streams = [
-        (record for path in stream for record in _read_jsonl(path, RequestRecord, notes))
-        for stream in request_streams(root)
-    ]
-    if len(streams) == 1:
-        return streams[0]
-    return heapq.merge(*streams, key=_finished)
-
-
-def _finished(record: RequestRecord) -> float:
-    return record.t_end if record.t_end is not None else record.t0
+    """The records of every writer (the run, each part of a spread run) in the order they
+    finished."""
+    return finishing_order(
+        [
+            (record for path in stream for record in _read_jsonl(path, RequestRecord, notes))
+            for stream in request_streams(root)
+        ]
+    )
 
 
 def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:

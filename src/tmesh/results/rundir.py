@@ -20,16 +20,18 @@ so a `kill -9` loses at most the last second or so of requests, and a truncated 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
+from tmesh.results.decode import build_record
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary
 from tmesh.text import scrub
 
@@ -119,6 +121,28 @@ def request_streams(root: Path) -> list[list[Path]]:
             writer = -1 if match.group(1) is None else int(match.group(1))
             found.setdefault(writer, []).append((int(match.group(2) or 0), entry))
     return [[path for _, path in sorted(found[writer])] for writer in sorted(found)]
+
+
+def finished_at(record: RequestRecord) -> float:
+    return record.t_end if record.t_end is not None else record.t0
+
+
+def finishing_order(streams: list[Iterator[RequestRecord]]) -> Iterator[RequestRecord]:
+    """The records of several writers (the run, each part of a spread run), each stream already
+    in the order its requests finished, merged in the order they all finished."""
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=finished_at)
+
+
+def read_requests(paths: list[Path]) -> Iterator[RequestRecord]:
+    """The requests of one writer's files, in order; a damaged line (a run killed mid-write) is
+    skipped."""
+    for path in paths:
+        with path.open("rb") as handle:
+            for line in handle:
+                with contextlib.suppress(ValueError):
+                    yield build_record(RequestRecord, orjson.loads(line))
 
 
 class RequestLog:
