@@ -173,7 +173,10 @@ class RayCluster:
             raise ClusterError("the Ray cluster has no live node with a CPU")
         count = wanted or len(nodes)
         cpus = sum(n["Resources"]["CPU"] for n in nodes)
-        bundle = {"CPU": min(1.0, int(100 * cpus / count) / 100)}
+        # A CPU per actor, or the share of the smallest node that an even spread leaves each.
+        per_node = -(-count // len(nodes))
+        smallest = min(n["Resources"]["CPU"] for n in nodes)
+        bundle = {"CPU": min(1.0, int(100 * smallest / per_node) / 100)}
         if bundle["CPU"] <= 0:
             raise ClusterError(f"{count} actors do not fit the cluster's {cpus:g} CPUs")
         strategies = ["STRICT_SPREAD", "SPREAD"] if count <= len(nodes) else ["SPREAD"]
