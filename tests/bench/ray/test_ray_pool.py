@@ -207,3 +207,22 @@ async def test_the_clock_offset_is_read_at_the_smallest_round_trip() -> None:
     offset, uncertainty = await clock_offset(read, pings=3)
     assert abs(offset - 5.0) <= uncertainty
     assert 0.0005 <= uncertainty < 0.1, "not the quickest round trip"
+
+
+async def test_a_session_stays_on_one_actor(cluster, tmp_path) -> None:
+    out = tmp_path / "run"
+    async with await start_simulator(CLI_PROFILE) as sim:
+        result = await run_cli(
+            "benchmark", "--endpoint", sim.url, "--workload", "sessions", "--users", "4",
+            "--turns", "3", "--system-prompt", "300", "--turn-input", "60", "--output-length",
+            "12", "--think-time", "0.3", "--ray", cluster[0], "--duration", "6", "--interval",
+            "2", "--output-dir", str(out), "--quiet", timeout=180,
+        )  # fmt: skip
+    assert result.code == 0, result.stderr
+    _, requests, _, summary = read_run(out)
+    owner: dict[int, set[int]] = {}
+    for record in requests:
+        owner.setdefault(record["session"], set()).add(record["worker"])
+    assert all(len(workers) == 1 for workers in owner.values()), "a session was split"
+    assert set().union(*owner.values()) == {0, 1}
+    assert summary["sessions"]["started"] == len(owner)
