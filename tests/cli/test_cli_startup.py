@@ -45,7 +45,7 @@ async def tripwire() -> AsyncIterator[Tripwire]:
 
 
 def _bad_inputs(tmp: Path, busy_port: int) -> list[tuple[str, list[str], str]]:
-    """(name, flags, a fragment of the one-line error) for ten mistakes a user makes."""
+    """(name, flags, a fragment of the one-line error) for a dozen mistakes a user makes."""
     a_file = tmp / "a-file"
     a_file.write_text("not a folder")
     old_run = tmp / "old-run"
@@ -69,6 +69,8 @@ def _bad_inputs(tmp: Path, busy_port: int) -> list[tuple[str, list[str], str]]:
         ("key with a newline", ["--api-key", "sk-abc\n"], "--api-key"),
         ("exporter port taken", ["--prometheus-port", str(busy_port)], "cannot serve metrics"),
         ("profile without the demo", ["--profile", "gpu-only"], "add --demo"),
+        ("actors without a cluster", ["--ray-actors", "2"], "--ray-actors needs --ray"),
+        ("two ways to spread", ["--ray", "--workers", "2"], "choose one"),
     ]
 
 
