@@ -83,7 +83,7 @@ def history(
     rows = [dict(zip(columns, row, strict=True)) for row in run_sql(connection, query + _ORDER)[1]]
     series: dict[tuple[str, str], Series] = {}
     for row in rows:
-        label = " · ".join(f"{name} {row[name] if row[name] is not None else '-'}" for name in by)
+        label = " · ".join(str(row[name]) for name in by if row[name] is not None) or "-"
         for metric in metrics:
             entry = series.setdefault((label, metric.key), Series(label, metric))
             entry.points.append(_point(row, metric, entry.points[-1] if entry.points else None))

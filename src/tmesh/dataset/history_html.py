@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.dates import date2num
 
 from tmesh.dataset.history import History, Series, change_text
-from tmesh.report.charts import PALETTE, _figure, _legend, _styled, _svg, _time_unit
+from tmesh.report.charts import PALETTE, _figure, _styled, _svg, _time_unit
 from tmesh.report.html import chart_panel, footer, page, section
 from tmesh.results.catalogue.metrics import Metric
 from tmesh.results.catalogue.units import SECONDS, format_value
@@ -66,7 +66,8 @@ def history_chart(metric: Metric, series: list[Series]) -> str:
     ax.xaxis_date()
     ax.set_ylabel(f"{metric.label} ({unit})" if unit else metric.label)
     ax.set_ylim(bottom=0)
-    _legend(ax, len(series))
+    longest = max((len(entry.label) for entry in series), default=0)
+    ax.legend(loc="best", ncols=1 if longest > 40 else min(len(series), 3), fontsize=8)
     return _svg(fig, f"history-{metric.key}")
 
 
