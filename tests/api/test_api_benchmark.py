@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cli_helpers import cli_command, cli_env, read_run
+from cli_helpers import cli_command, cli_env, read_run, read_until
 from net_helpers import refused_url
 
 import tmesh
@@ -266,3 +267,39 @@ def test_import_tmesh_loads_no_layer_until_a_name_is_used() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
     ).stdout.splitlines()
     assert out == ["['tmesh', 'tmesh.report']", "False False"]
+
+
+def test_a_demo_run_starts_its_own_engine(tmp_path) -> None:
+    result = tmesh.benchmark(
+        demo=True, profile="fast", duration=1.5, output_dir=tmp_path / "run", **WORKLOAD
+    )
+    assert result.ok and result.summary.total_requests.value > 0
+    assert result.config["options"]["demo"] is True
+    assert result.config["options"]["profile"] == "fast"
+    assert result.endpoint.startswith("http://127.0.0.1:")
+
+
+SIGNALLED = """
+import sys, tmesh
+def progress(snap):
+    print("interval", flush=True)
+result = tmesh.benchmark(
+    endpoint=sys.argv[1], output_dir=sys.argv[2], on_interval=progress, **{WORKLOAD!r}
+)
+print("stopped:", result.summary.stop_reason, result.summary.total_requests.value > 0, flush=True)
+"""
+
+
+async def test_ctrl_c_ends_a_python_run_with_its_result_and_files(engine, tmp_path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SIGNALLED.format(WORKLOAD=WORKLOAD), engine, str(tmp_path / "run"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )  # fmt: skip
+    assert process.stdout is not None
+    await asyncio.wait_for(read_until(process.stdout, "interval"), 60)
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert "stopped: signal True" in out.decode()
+    _, _, _, summary = read_run(tmp_path / "run")
+    assert summary["stop_reason"] == "signal"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,18 @@ def test_a_folder_without_runs_is_one_line(tmp_path) -> None:
     done = _history(tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == f"tmesh-cli history: error: no run folder under {tmp_path}"
+
+
+def test_without_duckdb_history_says_what_to_install(runs) -> None:
+    code = (
+        "import sys; sys.modules['duckdb'] = None; from tmesh.cli.main import main; "
+        f"sys.exit(main(['history', {str(runs[0])!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "tmesh-cli history: error: run history needs duckdb, which is not installed: "
+        "pip install 'tmesh-bench[data]'\n"
+    )

@@ -18,8 +18,9 @@ from typing import Any
 
 from tmesh.report.compare import standard_error
 from tmesh.report.load import Run, RunLoadError, load_run
-from tmesh.results.catalogue.metrics import ALL
+from tmesh.results.catalogue.metrics import ALL, Metric
 from tmesh.results.catalogue.names import column
+from tmesh.results.records import IntervalSnapshot
 from tmesh.results.rundir import CONFIG
 
 IDENTITY = (
@@ -111,8 +112,8 @@ def interval_rows(run: Run) -> list[dict[str, Any]]:
     ]
 
 
-def _interval_value(metric: Any, snap: Any) -> float | None:
-    value = metric.per_interval(snap)
+def _interval_value(metric: Metric, snap: IntervalSnapshot) -> float | None:
+    value = metric.per_interval(snap) if metric.per_interval is not None else None
     return None if value is None else float(value)
 
 
