@@ -9,7 +9,9 @@
 #
 # PORT defaults to 8011. Idempotent: start when running and stop when stopped do nothing.
 # Environment: REAL_VLLM_HOME (state dir), REAL_VLLM_START_TIMEOUT (seconds, default 240),
-# REAL_VLLM_DTYPE (float32 or bfloat16, default float32), PYTHON (to create the venv, python3).
+# REAL_VLLM_DTYPE (float32 or bfloat16, default float32), PYTHON (to create the venv, python3),
+# REAL_VLLM_KV_BLOCKS (KV cache blocks of 128 tokens instead of the 1 GiB default, so a test can
+# fill the cache and watch it evict).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,6 +101,7 @@ launch() {
         --enforce-eager \
         --enable-prefix-caching \
         --enable-prompt-tokens-details \
+        ${REAL_VLLM_KV_BLOCKS:+--num-gpu-blocks-override "$REAL_VLLM_KV_BLOCKS"} \
         >>"$LOG_FILE" 2>&1 </dev/null &
     echo $! >"$PID_FILE"
 }

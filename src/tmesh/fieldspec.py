@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,8 @@ class OptionSpec:
     have no flag. `minimum` bounds numbers (`above_minimum` makes it strict: > rather than >=).
     `default_text` replaces the default in the help when the bare value would not explain
     itself (`None` meaning "sized from …", say). `negate` turns a boolean that defaults to True
-    into a `--no-…` switch.
+    into a `--no-…` switch. `check` vets a value the other fields cannot describe (a list of
+    limits in one string, say): it returns what the value must be instead, or None.
     """
 
     help: str
@@ -35,11 +37,26 @@ class OptionSpec:
     flag: str | None = None
     flagged: bool = True
     negate: bool = False
+    check: Callable[[Any], str | None] | None = None
 
 
 def option(default: Any, **spec: Any) -> Any:
     """A dataclass field with its `OptionSpec` (keyword arguments as its fields)."""
     return dataclasses.field(default=default, metadata={"option": OptionSpec(**spec)})
+
+
+def parsed_by(parse: Callable[[str], Any]) -> Callable[[Any], str | None]:
+    """A `check` for options written as text that `parse` reads: its ValueError's message says
+    what the value must be."""
+
+    def check(value: Any) -> str | None:
+        try:
+            parse(str(value))
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    return check
 
 
 def spec_of(field: dataclasses.Field[Any]) -> OptionSpec | None:
@@ -89,6 +106,13 @@ def problem(field: dataclasses.Field[Any], value: Any) -> str | None:
         return None
     if spec.choices is not None and value not in spec.choices:
         return f"one of {', '.join(spec.choices)}"
+    why = _below_minimum(spec, value)
+    if why is None and spec.check is not None:
+        return spec.check(value)
+    return why
+
+
+def _below_minimum(spec: OptionSpec, value: Any) -> str | None:
     if spec.minimum is None or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+from fixtures.runs.sessions import SessionShape, write_sessions_run
 from fixtures.runs.synthetic import RunShape, write_run
 from PIL import Image
 
@@ -227,10 +228,17 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     comparison = compare_runs([load_run(gpu), load_run(cpu)], ["gpu-only", "cpu-offload"])
     compare = root / "compare.html"
     compare.write_text(render_compare(comparison), encoding="utf-8")
+    evicting = write_sessions_run(root / "sessions-gpu", SessionShape(survives=20.0))
+    keeping = write_sessions_run(root / "sessions-cpu", SessionShape(survives=None))
+    sessions = compare_runs([load_run(evicting), load_run(keeping)], ["gpu-only", "cpu-offload"])
+    sessions_compare = root / "sessions-compare.html"
+    sessions_compare.write_text(render_compare(sessions), encoding="utf-8")
     return {
         "report": write_report(gpu),
         "compare": compare,
         "broken": broken,
+        "sessions-report": write_report(evicting),
+        "sessions-compare": sessions_compare,
     }
 
 
@@ -244,7 +252,12 @@ async def test_pages_render_in_chromium_without_errors(
         assert any("deliberate console error" in error for error in caught), caught
         assert any("notDefinedAnywhere" in error for error in caught), caught
 
-        for name, expected_charts in (("report", 6), ("compare", 4)):
+        for name, expected_charts in (
+            ("report", 6),
+            ("compare", 4),
+            ("sessions-report", 7),
+            ("sessions-compare", 5),
+        ):
             session = await browser.open(pages[name].as_uri())
             image, charts = await browser.screenshot(session)
             image.save(tmp_path / f"{name}.png")

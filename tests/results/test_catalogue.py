@@ -31,6 +31,7 @@ from tmesh.results.records import ERROR_KINDS, STOP_REASONS, MetricStats, RunSum
 
 METRICS = Path(__file__).parents[1] / "fixtures" / "metrics"
 DISTRIBUTED = ("ttft", "itl", "e2e", "prefill_throughput", "decode_throughput")
+SCHEDULED = ("lateness", "ttft_from_intended", "e2e_from_intended")
 
 
 def test_metric_keys_are_the_stable_summary_paths() -> None:
@@ -41,6 +42,11 @@ def test_metric_keys_are_the_stable_summary_paths() -> None:
         "total_requests", "failed_requests", "error_rate", "rotations",
         *(f"{p}{n}.{s}" for p in ("", "steady.") for n in DISTRIBUTED for s in STATS),
         *(f"{v}_ttft.{s}" for v in ("cold", "warm") for s in STATS),
+        "request_rate", "cap_hits",
+        *(f"{n}.{s}" for n in SCHEDULED for s in STATS),
+        "goodput", "goodput_share",
+        "sessions_started", "sessions_completed", "sessions_abandoned", "mean_turns",
+        *(f"session_duration.{s}" for s in STATS),
     }  # fmt: skip
     assert [metric.key for metric in ALL] == list(BY_KEY)
     assert set(BY_KEY) == expected

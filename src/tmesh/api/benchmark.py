@@ -15,9 +15,10 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
-from tmesh.api.engine import DEMO_DURATION_S, simulate
+from tmesh.api.engine import DEMO_DURATION_S, DEMO_SESSIONS_GPU_TOKENS, demo_knobs, simulate
 from tmesh.api.options import benchmark_options
 from tmesh.api.result import Result
+from tmesh.bench.capacity import find_max_users
 from tmesh.bench.endpoint.discovery import DiscoveryError, EndpointError
 from tmesh.bench.load.runner import Stopper
 from tmesh.bench.options import BenchmarkOptions
@@ -98,7 +99,10 @@ async def run_benchmark(
     async with _target(opts, view):
         with _setup_errors():
             prep = await prepare(opts, view, local)
-        outcome = await _measure(measure(opts, prep, view, stopper, progress), stopper)
+        if opts.find_max_users:
+            outcome = await find_max_users(opts, prep, view)
+        else:
+            outcome = await _measure(measure(opts, prep, view, stopper, progress), stopper)
     if failures:
         raise failures[0]
     errors = outcome.errors
@@ -122,8 +126,12 @@ async def _target(opts: BenchmarkOptions, view: View) -> AsyncIterator[None]:
         yield
         return
     opts.profile = opts.profile or DEFAULT_PROFILE
-    view.progress(f"starting the simulated engine (profile {opts.profile})…")
-    async with simulate(opts.profile) as url:
+    gpu = opts.gpu_kv_tokens
+    if gpu is None and opts.workload == "sessions":
+        gpu = DEMO_SESSIONS_GPU_TOKENS
+    sized = f", GPU KV {gpu} tokens" if gpu else ""
+    view.progress(f"starting the simulated engine (profile {opts.profile}{sized})…")
+    async with simulate(opts.profile, **demo_knobs(opts.profile, gpu)) as url:
         opts.endpoint = url
         yield
 

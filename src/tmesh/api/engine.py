@@ -22,8 +22,20 @@ from tmesh.sim.server import SimulatorHandle, start_simulator
 # a minute, so a 60 s demo ended before the first revisit: nothing it exists to show was on screen.
 DEMO_DURATION_S = 90.0
 START_TIMEOUT_S = 30.0
+DEMO_SESSIONS_GPU_TOKENS = 16000
+"""GPU KV capacity of the demo engine for sessions: the default sessions' conversations outgrow
+it within a minute, so idle ones are evicted and the survival curve shows its knee in a demo."""
 KNOBS = tuple(f.name for f in dataclasses.fields(EngineConfig) if f.name != "name")
 """The engine's knobs a caller may set over a profile's values."""
+
+
+def demo_knobs(profile: str, gpu_kv_tokens: int | None) -> dict[str, Any]:
+    """The knobs of a demo engine with its GPU KV capacity replaced when asked: its context
+    length shrinks to fit, as vLLM refuses a max_model_len its KV cache cannot hold."""
+    if gpu_kv_tokens is None or profile not in PROFILES:
+        return {}
+    limit = min(PROFILES[profile].max_model_len, gpu_kv_tokens)
+    return {"gpu_kv_tokens": gpu_kv_tokens, "max_model_len": limit}
 
 
 def engine_config(profile: str, **knobs: Any) -> EngineConfig:

@@ -103,7 +103,11 @@ def conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
         return f"choose at most one of {name('quiet')}, {name('json')}, {name('live')}"
     if opts.api_key is not None and (not opts.api_key.isprintable() or " " in opts.api_key):
         return f"{name('api_key')} holds spaces or control characters (a pasted newline?)"
-    return _telemetry_conflict(opts, name) or _warmup_conflict(opts, name)
+    return (
+        _telemetry_conflict(opts, name)
+        or _traffic_conflict(opts, name)
+        or _warmup_conflict(opts, name)
+    )
 
 
 def _telemetry_conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
@@ -114,6 +118,27 @@ def _telemetry_conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
     parts = urlsplit(opts.metrics_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{name('metrics_url')} {opts.metrics_url!r} is not an http(s) URL"
+    return None
+
+
+def _traffic_conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
+    """The traffic options that do not go together."""
+    sessions = opts.workload == "sessions"
+    if sessions and opts.request_rate is not None:
+        return (
+            f"{name('request_rate')} is the contexts' open loop; sessions arrive with "
+            f"{name('session_rate')}"
+        )
+    if not sessions and (opts.session_rate is not None or opts.find_max_users):
+        given = name("session_rate" if opts.session_rate is not None else "find_max_users")
+        return f"{given} needs {name('workload')} sessions"
+    if opts.find_max_users and (not opts.slo or opts.session_rate is not None):
+        return (
+            f"{name('find_max_users')} needs {name('slo')} and a user count "
+            f"(not {name('session_rate')})"
+        )
+    if opts.gpu_kv_tokens is not None and not opts.demo:
+        return f"{name('gpu_kv_tokens')} sizes the simulated engine of {name('demo')}"
     return None
 
 

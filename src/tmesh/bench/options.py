@@ -10,12 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tmesh.fieldspec import option
-from tmesh.results.records import APIS, Api
+from tmesh.bench.load.arrivals import parse_arrival
+from tmesh.bench.measure.goodput import parse_slo
+from tmesh.bench.measure.sessions import parse_gap_buckets
+from tmesh.fieldspec import option, parsed_by
+from tmesh.results.records import APIS, THINK_TIME_DISTS, WORKLOADS, Api, ThinkTimeDist, Workload
 
-TARGET, SIZING, RUN, OUTPUT, TELEMETRY = (
+TARGET, SIZING, TRAFFIC, SESSIONS, GOODPUT, RUN, OUTPUT, TELEMETRY = (
     "target",
     "workload sizing",
+    "open-loop traffic",
+    "sessions (--workload sessions)",
+    "goodput",
     "run control",
     "output",
     "server telemetry",
@@ -48,6 +54,24 @@ class BenchmarkOptions:
         None,
         group=TARGET,
         help="simulated engine for --demo (see simulate --list-profiles)",
+    )
+    gpu_kv_tokens: int | None = option(
+        None,
+        group=TARGET,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        default_text="the profile's; 16000 with --workload sessions, so idle sessions are evicted "
+        "within a short demo",
+        help="GPU KV cache capacity of the simulated engine for --demo",
+    )
+    workload: Workload = option(
+        "contexts",
+        group=SIZING,
+        choices=WORKLOADS,
+        help="contexts: long contexts revisited with new questions; sessions: conversations "
+        "growing turn by turn with think times",
     )
     offload_size: float = option(
         100.0,
@@ -102,7 +126,9 @@ class BenchmarkOptions:
         metavar="N",
         minimum=0,
         above_minimum=True,
-        help="requests outstanding at once (default: contexts // 3)",
+        default_text="contexts // 3; --users with sessions; 10 s of arrivals with "
+        "--request-rate or --session-rate",
+        help="requests outstanding at once; with a schedule, a safety cap whose hits are counted",
     )
     input_length: int = option(
         32000,
@@ -123,6 +149,101 @@ class BenchmarkOptions:
         help="tokens generated per request",
     )
     seed: int = option(0, group=SIZING, minimum=0, help="seed for prompts and question order")
+    request_rate: float | None = option(
+        None,
+        group=TRAFFIC,
+        metavar="R",
+        unit="req/s",
+        minimum=0,
+        above_minimum=True,
+        help="send requests open-loop at R per second, whatever the server's latency "
+        "(default: closed loop)",
+    )
+    arrival: str = option(
+        "poisson",
+        group=TRAFFIC,
+        metavar="KIND",
+        check=parsed_by(parse_arrival),
+        help="spacing of open-loop arrivals (--request-rate, --session-rate): poisson, "
+        "gamma:SHAPE or constant",
+    )
+    system_prompt: int = option(
+        2000,
+        group=SESSIONS,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="tokens of the system prompt every session shares",
+    )
+    turns: int = option(
+        8, group=SESSIONS, metavar="N", minimum=0, above_minimum=True, help="turns per session"
+    )
+    turn_input: int = option(
+        300,
+        group=SESSIONS,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="new user tokens each turn adds after the previous answer",
+    )
+    think_time: float = option(
+        10.0,
+        group=SESSIONS,
+        metavar="SECONDS",
+        unit="s",
+        minimum=0,
+        help="mean pause between an answer and the session's next turn",
+    )
+    think_time_dist: ThinkTimeDist = option(
+        "exp", group=SESSIONS, choices=THINK_TIME_DISTS, help="distribution of think times"
+    )
+    users: int = option(
+        16,
+        group=SESSIONS,
+        metavar="N",
+        minimum=0,
+        above_minimum=True,
+        help="sessions active at once (a closed population; a finished session is replaced)",
+    )
+    session_rate: float | None = option(
+        None,
+        group=SESSIONS,
+        metavar="R",
+        unit="sessions/s",
+        minimum=0,
+        above_minimum=True,
+        help="new sessions arrive open-loop at R per second instead of --users",
+    )
+    gap_buckets: str = option(
+        "5,30,120",
+        group=SESSIONS,
+        metavar="SECONDS",
+        check=parsed_by(parse_gap_buckets),
+        help="edges of the idle-gap buckets of the cache-survival curve",
+    )
+    slo: str | None = option(
+        None,
+        group=GOODPUT,
+        metavar="LIMITS",
+        check=parsed_by(parse_slo),
+        help="latency limits in seconds for goodput, e.g. ttft=2,itl=0.05,e2e=30 (any subset)",
+    )
+    goodput_target: float = option(
+        0.95,
+        group=GOODPUT,
+        metavar="SHARE",
+        minimum=0,
+        above_minimum=True,
+        check=lambda value: None if value <= 1 else "at most 1",
+        help="share of requests that must meet the SLO (--find-max-users)",
+    )
+    find_max_users: bool = option(
+        False,
+        group=GOODPUT,
+        help="ramp --users (sessions, with --slo) and report the most that held --goodput-target",
+    )
     duration: float | None = option(
         None,
         group=RUN,

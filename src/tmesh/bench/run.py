@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tmesh import __version__
 from tmesh.bench.endpoint.capabilities import probe_ignore_eos
@@ -29,30 +31,41 @@ from tmesh.bench.endpoint.discovery import (
     normalize_endpoint,
 )
 from tmesh.bench.endpoint.models import kv_bytes_per_token
+from tmesh.bench.endpoint.openai import tokenize_url
 from tmesh.bench.endpoint.session import open_session
-from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
-from tmesh.bench.load.runner import LoadLoop, LoopControl, Stopper, StopRules
+from tmesh.bench.load.runner import LoopControl, Stopper, StopRules
+from tmesh.bench.load.traffic import Traffic, TrafficKind, make_loop
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
+from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
+from tmesh.bench.measure.sessions import parse_gap_buckets
 from tmesh.bench.measure.verdict import summarize_cache, verdict_so_far
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter, check_port
 from tmesh.bench.output.view import View
-from tmesh.bench.workload.counting import choose_oracle, request_overhead
+from tmesh.bench.workload.counting import ServerTokenizer, choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
-from tmesh.bench.workload.schedule import tiling_plans
-from tmesh.bench.workload.sizing import resolve_kv_bytes, size_workload
-from tmesh.bench.workload.tokens import LocalTokenizer
+from tmesh.bench.workload.session_setup import prepare_sessions
+from tmesh.bench.workload.sessions import AnswerCosts, Recount, SessionTexts
+from tmesh.bench.workload.sizing import (
+    longest_session_prompt,
+    resolve_kv_bytes,
+    scheduled_cap,
+    size_sessions,
+    size_workload,
+)
+from tmesh.bench.workload.tokens import LocalTokenizer, TokenOracle
 from tmesh.results.records import (
     ClientHealth,
     IntervalSnapshot,
-    RequestPlan,
     RequestRecord,
     RunSummary,
+    SessionSpec,
     StopReason,
     WorkloadSpec,
 )
@@ -60,7 +73,8 @@ from tmesh.results.rundir import RunFiles, RunFilesError, check_run_dir, default
 from tmesh.text import mask_key, scrub
 
 DISCOVERY_TIMEOUT_S = 10.0
-# Tokens a question adds at most, before the prompts exist to say exactly.
+# Tokens a question adds at most, before the prompts exist to say exactly; and a chat template
+# per message, for sessions.
 QUESTION_ROOM = 64
 # A second Ctrl-C ends the process at once with the shell's code for SIGINT (128 + 2).
 EXIT_INTERRUPTED = 130
@@ -110,15 +124,16 @@ def check_local(opts: BenchmarkOptions) -> Local:
     kv_bytes = None
     if opts.kv_bytes_per_token is not None or opts.model_config is not None:
         kv_bytes = resolve_kv_bytes("", opts.kv_bytes_per_token, opts.model_config)
-    if kv_bytes is not None or opts.num_contexts is not None:
+    if kv_bytes is not None or opts.num_contexts is not None or opts.workload == "sessions":
         _size_as_asked(opts, "", kv_bytes)
     return Local(run_dir, tokenizer, kv_bytes)
 
 
 @dataclass
 class Prepared:
-    """What set-up produced: the target, the workload and its prompts, and where the run's
-    files go (the default folder when None)."""
+    """What set-up produced: the target, the workload and its prompts (for sessions, the
+    system prompt as a one-context prompt set, and the texts of the conversations), and where
+    the run's files go (the default folder when None)."""
 
     base_url: str
     discovery: Discovery
@@ -126,6 +141,7 @@ class Prepared:
     prompts: PromptSet
     ignore_eos: bool
     run_dir: Path | None = None
+    sessions: SessionTexts | None = None
 
 
 def _waiting(view: View, patience: float) -> Callable[[str, float], None]:
@@ -163,6 +179,16 @@ async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
         oracle = local.tokenizer or await choose_oracle(
             session, base_url, found.model, spec.api, headers, progress=view.progress
         )
+        if spec.sessions is not None:
+            texts = await prepare_sessions(
+                session, base_url, headers, spec, oracle, ignore_eos,
+                _recount(opts, oracle, base_url, found.model, headers), view.progress,
+            )  # fmt: skip
+            system = PromptSet(
+                [texts.system], [[""]], [texts.system_tokens], [[0]], oracle.name, oracle.exact,
+                texts.framing.overhead,
+            )  # fmt: skip
+            return Prepared(base_url, found, spec, system, ignore_eos, local.run_dir, texts)
         overhead = await request_overhead(session, base_url, found.model, spec.api, headers, oracle)
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
@@ -175,21 +201,44 @@ async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
     return Prepared(base_url, found, spec, prompt_set, ignore_eos, local.run_dir)
 
 
+def _recount(
+    opts: BenchmarkOptions,
+    oracle: TokenOracle,
+    base_url: str,
+    model: str,
+    headers: dict[str, str],
+) -> Recount | None:
+    """Where answers can be counted again, in any process: the tokenizer file or the server's
+    `/tokenize` (in its dialect) the oracle uses; an approximate oracle counts no better than
+    the server's completion count."""
+    if opts.tokenizer is not None:
+        return Recount(tokenizer=opts.tokenizer)
+    if isinstance(oracle, ServerTokenizer):
+        return Recount(None, tokenize_url(base_url), model, tuple(headers.items()), oracle.dialect)
+    return None
+
+
 def _size(opts: BenchmarkOptions, found: Discovery, kv_bytes: int | None) -> WorkloadSpec:
-    if kv_bytes is None and opts.num_contexts is not None:
+    if kv_bytes is None and (opts.num_contexts is not None or opts.workload == "sessions"):
         # Contexts given by hand: the KV geometry only informs the verdict, so unknown is fine.
         kv_bytes = kv_bytes_per_token(found.model)
     elif kv_bytes is None:
         kv_bytes = resolve_kv_bytes(found.model, None, None)
     spec = _size_as_asked(opts, found.model, kv_bytes)
     limit = found.context
-    if limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens:
+    if spec.sessions is not None:
+        _check_session_fits(spec, limit)
+    elif (
+        limit is not None and spec.input_length + spec.output_length + QUESTION_ROOM > limit.tokens
+    ):
         raise BenchmarkError(_too_long(spec, limit, "plus a question"))
     return spec
 
 
 def _size_as_asked(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> WorkloadSpec:
-    return size_workload(
+    if opts.workload == "sessions":
+        return _size_sessions(opts, model, kv_bytes)
+    spec = size_workload(
         model,
         kv_bytes,
         opts.offload_size,
@@ -201,6 +250,42 @@ def _size_as_asked(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> 
         seed=opts.seed,
         api=opts.api,
     )
+    if opts.max_inflight is None:
+        spec = replace(spec, max_inflight=scheduled_cap(spec.max_inflight, opts.request_rate))
+    return replace(spec, request_rate=opts.request_rate, arrival=opts.arrival)
+
+
+def _size_sessions(opts: BenchmarkOptions, model: str, kv_bytes: int | None) -> WorkloadSpec:
+    sessions = SessionSpec(
+        system_prompt=opts.system_prompt,
+        turns=opts.turns,
+        turn_input=opts.turn_input,
+        think_time=opts.think_time,
+        think_time_dist=opts.think_time_dist,
+        users=opts.users,
+        session_rate=opts.session_rate,
+    )
+    spec = size_sessions(
+        model, kv_bytes, opts.offload_size, opts.output_length, sessions,
+        max_inflight=opts.max_inflight, seed=opts.seed, api=opts.api,
+    )  # fmt: skip
+    return replace(spec, arrival=opts.arrival)
+
+
+def _check_session_fits(spec: WorkloadSpec, limit: ContextLimit | None) -> None:
+    """A session's last turn (system prompt, every turn and answer, a chat template's markers
+    per message) with its answer must fit the server's context."""
+    assert spec.sessions is not None
+    longest = longest_session_prompt(spec)
+    turns = spec.sessions.turns
+    room = QUESTION_ROOM * (1 + 2 * turns if spec.api == "chat" else 1)
+    if limit is not None and longest + spec.output_length + room > limit.tokens:
+        raise BenchmarkError(
+            f"a session's last turn holds {longest} tokens (--system-prompt + --turns x "
+            f"--turn-input + the answers) + --output-length {spec.output_length}, more than the "
+            f"server's context of {limit.tokens} tokens ({limit.source}); pass fewer --turns or "
+            "shorter lengths"
+        )
 
 
 def _check_fits(spec: WorkloadSpec, prompts: PromptSet, limit: ContextLimit | None) -> None:
@@ -241,6 +326,8 @@ def run_config(opts: BenchmarkOptions, prep: Prepared) -> dict[str, Any]:
         "tokens_exact": prep.prompts.exact,
         "request_overhead_tokens": prep.prompts.overhead,
         "ignore_eos": prep.ignore_eos,
+        "session_framing": asdict(prep.sessions.framing) if prep.sessions else None,
+        "answers_recounted": bool(prep.sessions and prep.sessions.resend_differs),
         "options": options,
         "command": masked_argv(sys.argv, opts.api_key),
     }
@@ -267,7 +354,13 @@ class Session:
         self.on_interval = on_interval
         self.origin = time.monotonic()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.recorder = Recorder(prep.spec, opts.warmup, opts.interval)
+        self.recorder = Recorder(
+            prep.spec,
+            opts.warmup,
+            opts.interval,
+            parse_slo(opts.slo) if opts.slo else None,
+            parse_gap_buckets(opts.gap_buckets),
+        )
         self.files = RunFiles(
             prep.run_dir or opts.output_dir or default_run_dir(), opts.max_records
         )
@@ -376,7 +469,7 @@ async def measure(
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
 
-        loop = run.loop = _load_loop(opts, prep, run, pool, config)
+        loop = run.loop = _load_loop(opts, prep, run, pool, config, session)
         if stopper is not None:
             stopper.attach(loop)
         try:
@@ -419,35 +512,35 @@ def _load_loop(
     run: Session,
     pool: Pool,
     config: ClientConfig,
+    session: aiohttp.ClientSession,
 ) -> LoopControl:
     """One event loop in this process, or `--workers` processes sharing the workload."""
-    spec = prep.spec
     rules = StopRules(
         duration=opts.duration,
         max_requests=opts.max_requests,
         max_consecutive_errors=opts.max_consecutive_errors,
         grace_s=opts.grace,
     )
+    traffic = _traffic(prep)
     if opts.workers > 1:
         tasks = worker_tasks(
-            opts.workers, spec.max_inflight, config, prep.prompts, spec.seed, run.origin,
-            opts.insecure, opts.interval, rules,
-        )  # fmt: skip
+            opts.workers, traffic, config, run.origin, opts.insecure, opts.interval, rules
+        )
         return WorkerPool(tasks, run.on_record, run.on_tick, rules, run.origin, opts.interval)
-
-    async def send(plan: RequestPlan) -> RequestRecord:
-        return await send_request(pool, config, plan, run.origin)
-
-    return LoadLoop(
-        tiling_plans(prep.prompts, spec.seed),
-        send,
-        run.on_record,
-        run.on_tick,
-        spec.max_inflight,
-        rules,
-        run.origin,
-        opts.interval,
+    costs = AnswerCosts(prep.sessions, session) if prep.sessions else None
+    return make_loop(
+        traffic, pool, config, costs, run.on_record, run.on_tick, rules, run.origin, opts.interval
     )
+
+
+def _traffic(prep: Prepared) -> Traffic:
+    spec = prep.spec
+    if prep.sessions is not None:
+        return Traffic("sessions", spec.max_inflight, spec.seed, sessions=prep.sessions,
+                       arrival=spec.arrival)  # fmt: skip
+    kind: TrafficKind = "closed" if spec.request_rate is None else "open"
+    return Traffic(kind, spec.max_inflight, spec.seed, prep.prompts, None, spec.request_rate,
+                   spec.arrival)  # fmt: skip
 
 
 class _signals:

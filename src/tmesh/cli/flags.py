@@ -85,7 +85,10 @@ def _base_type(hint: Any) -> Any:
 
 
 def _argparse_type(field: dataclasses.Field[Any], kind: Any) -> Callable[[str], Any]:
-    if kind is Path or kind is str:
+    """Numbers and text an option checks (`OptionSpec.check`) are vetted as they parse; other
+    text and choices are argparse's."""
+    spec = spec_of(field)
+    if kind is Path or (kind is str and (spec is None or spec.check is None)):
         return kind
     return number(kind, lambda value: problem(field, value))
 

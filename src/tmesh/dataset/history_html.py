@@ -13,7 +13,8 @@ from matplotlib.dates import date2num
 
 from tmesh.dataset.history import History, Series, change_text
 from tmesh.report.charts import PALETTE, _figure, _styled, _svg, _time_unit
-from tmesh.report.html import chart_panel, footer, page, section
+from tmesh.report.html import footer
+from tmesh.report.page import chart_panel, page, section
 from tmesh.results.catalogue.metrics import Metric
 from tmesh.results.catalogue.units import SECONDS, format_value
 

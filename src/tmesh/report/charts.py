@@ -107,6 +107,32 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
     second), a fraction (drawn as a percentage), a count (whole numbers, no unit on the axis),
     or a rate such as req/s.
     """
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    ax.set_xlabel("elapsed time (s)")
+    ax.set_xlim(left=0)
+    _shade_warmup(ax, warmup)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+@_styled
+def category_chart(
+    name: str, categories: list[str], lines: list[Line], quantity: str, unit: str, axis: str
+) -> str:
+    """Values over named categories (turn indices, idle-gap buckets) at positions 0, 1, …: the
+    lines' `x` are those positions; `unit` as in `line_chart`."""
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    ax.set_xticks(range(len(categories)), categories)
+    ax.set_xlim(-0.3, max(len(categories) - 0.7, 0.3))
+    ax.set_xlabel(axis)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+def _plot(ax: Axes, lines: list[Line], quantity: str, unit: str) -> None:
+    """The lines, and a value axis for their unit."""
     series = [_finite(line.y) for line in lines]
     percent = unit == FRACTION
     scale = 100.0 if percent else 1.0
@@ -114,7 +140,6 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
         unit = ""
     if unit == SECONDS:
         scale, unit = _time_unit(np.concatenate(series) if series else np.array([]))
-    fig, ax = _figure()
     for line, values in zip(lines, series, strict=True):
         ax.plot(
             line.x,
@@ -129,10 +154,7 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
             markersize=3 if line.markers else 5,
             solid_joinstyle="round",
         )
-    ax.set_xlabel("elapsed time (s)")
     ax.set_ylabel(f"{quantity} ({unit})" if unit and not percent else quantity)
-    ax.set_xlim(left=0)
-    _shade_warmup(ax, warmup)
     if percent:
         ax.set_ylim(0, 105)
         ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
@@ -140,8 +162,6 @@ def line_chart(name: str, lines: list[Line], quantity: str, unit: str, warmup: f
         ax.set_ylim(bottom=0)
         ax.yaxis.set_major_formatter(FuncFormatter(_plain))
         _integer_ticks(ax.yaxis, not unit)
-    _legend(ax, len(lines))
-    return _svg(fig, name)
 
 
 @_styled

@@ -31,10 +31,22 @@ from tmesh.results.catalogue.units import PERCENT, SECONDS, format_ratio, format
 
 WORKLOAD_FIELDS = (
     ("model", "model"),
+    ("workload", "workload"),
     ("input_length", "input length"),
     ("output_length", "output length"),
     ("num_contexts", "number of contexts"),
 )
+SESSION_FIELDS = (
+    ("system_prompt", "system prompt"),
+    ("turns", "turns"),
+    ("turn_input", "turn input"),
+    ("think_time", "think time"),
+    ("think_time_dist", "think-time distribution"),
+    ("users", "users"),
+    ("session_rate", "session rate"),
+)
+"""What makes two sessions runs different workloads (their users, not contexts, and their
+system prompt, not an input length)."""
 COMPARED = [*RATES, *OVERALL, *COLD_WARM, ERROR_RATE]
 """The metrics a comparison lines up (counts are left out: they scale with run length)."""
 SIGNIFICANCE_FACTOR = 2.0
@@ -115,12 +127,27 @@ def _letter(index: int) -> str:
 def workload_differences(runs: list[Run], labels: list[str]) -> list[str]:
     """What differs between the runs' workloads, e.g. `input length: A 32000, B 16000`."""
     differences = []
-    for name, label in WORKLOAD_FIELDS:
-        values = [getattr(run.spec, name) for run in runs]
+    for label, values in _workload_values(runs):
         if len(set(values)) > 1:
             shown = ", ".join(f"{who} {value}" for who, value in zip(labels, values, strict=True))
             differences.append(f"{label}: {shown}")
     return differences
+
+
+def _workload_values(runs: list[Run]) -> list[tuple[str, list[object]]]:
+    """Each field that defines the runs' workload, with every run's value."""
+    sessions = [run.spec.sessions for run in runs]
+    fields = [
+        (label, [getattr(run.spec, name) for run in runs])
+        for name, label in WORKLOAD_FIELDS
+        if not (any(sessions) and name in ("input_length", "num_contexts"))
+    ]
+    if any(sessions):
+        fields += [
+            (label, [getattr(spec, name, None) for spec in sessions])
+            for name, label in SESSION_FIELDS
+        ]
+    return fields
 
 
 def _duration_warning(runs: list[Run], labels: list[str]) -> list[str]:

@@ -7,15 +7,8 @@ from html import escape
 from tmesh.report import charts, series
 from tmesh.report.charts import PALETTE, Distribution, Line
 from tmesh.report.compare import Cell, Comparison, Row
-from tmesh.report.html import (
-    chart_panel,
-    figure,
-    footer,
-    notes,
-    page,
-    section,
-    workload_rows,
-)
+from tmesh.report.html import footer, notes, workload_rows
+from tmesh.report.page import chart_panel, figure, page, section
 from tmesh.results.catalogue.metrics import (
     COLD_WARM,
     ERROR_RATE,
@@ -25,6 +18,7 @@ from tmesh.results.catalogue.metrics import (
     Quantity,
 )
 from tmesh.results.catalogue.server import GPU_HIT_RATE
+from tmesh.results.catalogue.sessions import gap_label
 from tmesh.results.catalogue.units import (
     FRACTION,
     SECONDS,
@@ -195,6 +189,7 @@ def _charts(comparison: Comparison) -> list[str]:
             charts.cumulative("compare-cdf", samples),
         ),
     ]
+    panels.extend(_survival_panels(comparison))
     cache = _cache_lines(comparison)
     if cache:
         panels.append(
@@ -206,6 +201,38 @@ def _charts(comparison: Comparison) -> list[str]:
             )
         )
     return panels
+
+
+def _survival_panels(comparison: Comparison) -> list[str]:
+    """The runs' cache-survival curves overlaid (sessions runs with the first one's buckets)."""
+    runs = [
+        (label, run.summary.sessions, PALETTE[index % len(PALETTE)])
+        for index, (run, label) in enumerate(zip(comparison.runs, comparison.labels, strict=True))
+        if run.summary.sessions is not None
+    ]
+    if not runs:
+        return []
+    buckets = [(g.low, g.high) for g in runs[0][1].by_gap]
+    same = [run for run in runs if [(g.low, g.high) for g in run[1].by_gap] == buckets]
+    names = [gap_label(g) for g in same[0][1].by_gap]
+    survival = [series.survival_lines(s, color)[0] for _, s, color in same]
+    ttft = [series.gap_ttft_line(s, color, label) for label, s, color in same]
+    for line, (label, _, _) in zip(survival, same, strict=True):
+        line.label = label
+    axis = "idle gap since the session's previous turn"
+    return [
+        chart_panel(
+            "Cache survival by idle gap",
+            "Share of the prompt each server reported cached, for turns grouped by how long "
+            "their session sat idle: the curve that falls first evicts idle contexts first.",
+            charts.category_chart("compare-survival", names, survival, "share", FRACTION, axis),
+        ),
+        chart_panel(
+            "TTFT by idle gap",
+            "Mean TTFT of the turns of each idle-gap bucket, per run.",
+            charts.category_chart("compare-ttft-gap", names, ttft, "TTFT", SECONDS, axis),
+        ),
+    ]
 
 
 def _overlay(lines: list[Line], label: str) -> list[Line]:

@@ -7,6 +7,7 @@ damage, repaired here once so every renderer downstream can trust what it gets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from array import array
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from tmesh.bench.measure.goodput import Slo, parse_slo
+from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES, parse_gap_buckets
 from tmesh.report.replay import Replay
 from tmesh.results.decode import RecordShapeError, build_record, is_number
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
@@ -96,7 +99,12 @@ def load_run(path: Path | str, requests: bool = True) -> Run:
     spec = _workload(root, config)
     intervals = list(read_jsonl(root / INTERVALS, IntervalSnapshot, notes))
     summary, problem = _read_summary(root)
-    replay = Replay(spec, _option(config, "warmup", 0.0), _option(config, "interval", 5.0))
+    replay = Replay(
+        spec,
+        _option(config, "warmup", 0.0),
+        _option(config, "interval", 5.0),
+        *_measures(config),
+    )
     needs_replay = summary is None or not intervals
     columns = (
         _read_requests(root, notes, replay if needs_replay else None)
@@ -188,6 +196,20 @@ def _option(config: dict[str, Any], name: str, default: float) -> float:
     options = config.get("options")
     value = options.get(name) if isinstance(options, dict) else None
     return float(value) if is_number(value) and value >= 0 else default
+
+
+def _measures(config: dict[str, Any]) -> tuple[Slo | None, tuple[float, ...]]:
+    """The run's SLO and idle-gap buckets, as its options gave them (defaults when a run of an
+    older version, or a hand-edited one, has none that parse)."""
+    options = config.get("options")
+    options = options if isinstance(options, dict) else {}
+    slo: Slo | None = None
+    gaps: tuple[float, ...] = DEFAULT_GAP_EDGES
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        slo = parse_slo(options["slo"]) if options.get("slo") else None
+    with contextlib.suppress(ValueError, TypeError, AttributeError):
+        gaps = parse_gap_buckets(options.get("gap_buckets") or "")
+    return slo, gaps
 
 
 def _read_requests(root: Path, notes: list[str], replay: Replay | None) -> RequestColumns:

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tmesh.bench.measure.goodput import Slo
 from tmesh.bench.measure.recorder import Recorder
+from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES
 from tmesh.results.records import IntervalSnapshot, RequestRecord, RunSummary, WorkloadSpec
 
 
 class Replay:
     """Feeds records to a `Recorder`, closing an interval at each multiple of `interval_seconds`."""
 
-    def __init__(self, spec: WorkloadSpec, warmup_seconds: float, interval_seconds: float) -> None:
-        self.recorder = Recorder(spec, warmup_seconds, interval_seconds)
+    def __init__(
+        self,
+        spec: WorkloadSpec,
+        warmup_seconds: float,
+        interval_seconds: float,
+        slo: Slo | None = None,
+        gap_edges: tuple[float, ...] = DEFAULT_GAP_EDGES,
+    ) -> None:
+        self.recorder = Recorder(spec, warmup_seconds, interval_seconds, slo, gap_edges)
         self.interval_seconds = interval_seconds
         self.intervals: list[IntervalSnapshot] = []
         self.horizon = 0.0

@@ -10,6 +10,7 @@ import numpy as np
 
 from tmesh.report.charts import COLD, WARM, Distribution, Line
 from tmesh.report.load import Run
+from tmesh.results.catalogue.metrics import good_share
 from tmesh.results.catalogue.server import (
     EXTERNAL_HIT_RATE,
     GPU_HIT_RATE,
@@ -20,6 +21,14 @@ from tmesh.results.catalogue.server import (
     WAITING,
     ServerMetric,
 )
+from tmesh.results.catalogue.sessions import (
+    CACHED_BY_GAP,
+    SERVER_EXTERNAL_BY_GAP,
+    SERVER_HIT_BY_GAP,
+    TTFT_BY_GAP,
+    TTFT_BY_TURN,
+)
+from tmesh.results.records import SessionStats
 
 SERVER_HIT_RATES = (GPU_HIT_RATE, EXTERNAL_HIT_RATE, LMCACHE_HIT_RATE, SGLANG_CACHE_HIT_RATE)
 SERVER_CACHE = (*SERVER_HIT_RATES, KV_USAGE)
@@ -103,3 +112,48 @@ def ttft_values(run: Run) -> np.ndarray:
     ttft: np.ndarray = run.requests.ttft
     defined: np.ndarray = ttft[~np.isnan(ttft)]
     return defined
+
+
+def turn_lines(sessions: SessionStats, color: str, faint: str) -> list[Line]:
+    """TTFT by turn: mean, and p50 and p90 from the turns' histograms."""
+    x = list(range(len(sessions.by_turn)))
+    return [
+        Line("mean", x, [TTFT_BY_TURN.value(t) for t in sessions.by_turn], color, 2.2,
+             markers=True),
+        Line("p50", x, [t.ttft.p50 for t in sessions.by_turn], faint, 1.4, dashed=True),
+        Line("p90", x, [t.ttft.p90 for t in sessions.by_turn], faint, 1.4, markers=True),
+    ]  # fmt: skip
+
+
+def survival_lines(sessions: SessionStats, color: str, prefix: str = "") -> list[Line]:
+    """The cache-survival curve: cached share by idle gap (usage), and the server's hit rates
+    attributed to the same turns where it reported them."""
+    x = list(range(len(sessions.by_gap)))
+    lines = [
+        Line(f"{prefix}cached share (usage)", x,
+             [CACHED_BY_GAP.value(g) for g in sessions.by_gap], color, 2.2, markers=True),
+    ]  # fmt: skip
+    for breakdown, dashed in ((SERVER_HIT_BY_GAP, True), (SERVER_EXTERNAL_BY_GAP, True)):
+        values = [breakdown.value(g) for g in sessions.by_gap]
+        if any(value is not None for value in values):
+            label = f"{prefix}{breakdown.label.replace(' by idle gap', '')}"
+            width = 1.4 if breakdown is SERVER_HIT_BY_GAP else 1.0
+            lines.append(Line(label, x, values, color, width, 0.7, dashed=dashed, markers=True))
+    return lines
+
+
+def gap_ttft_line(sessions: SessionStats, color: str, label: str = "mean TTFT") -> Line:
+    x = list(range(len(sessions.by_gap)))
+    return Line(label, x, [TTFT_BY_GAP.value(g) for g in sessions.by_gap], color, 2.2,
+                markers=True)  # fmt: skip
+
+
+def goodput_lines(run: Run, color: str, faint: str) -> list[Line]:
+    """Goodput share (0 to 1) of each interval (steps) and since the start: requests that met
+    the SLO / requests sent, as `GOODPUT_SHARE` defines it."""
+    x, y = stepped(run, [good_share(snap.interval_stats) for snap in run.intervals])
+    since = [good_share(snap.global_stats) for snap in run.intervals]
+    return [
+        Line("per interval", x, y, faint, 1.2, 0.55, steps=True),
+        Line("since start", elapsed(run), since, color, 2.2),
+    ]

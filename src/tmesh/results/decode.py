@@ -74,6 +74,9 @@ def _convert(options: tuple[Any, ...], value: Any, name: str) -> Any:
             return build_record(option, value)
         elif typing.get_origin(option) is dict and isinstance(value, dict):
             return _number_map(option, value, name)
+        elif typing.get_origin(option) is list and isinstance(value, list):
+            (item,) = typing.get_args(option)
+            return [_convert((item,), element, f"{name}[{i}]") for i, element in enumerate(value)]
     raise RecordShapeError(f"{name} has an unexpected value {value!r:.40}")
 
 

@@ -40,6 +40,39 @@ failing requests (`errors`), or a failure of tmesh's own side (`failed`, `write-
 `worker-lost`); `stopped` when the load ended without naming a reason."""
 STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
 
+Workload = Literal["contexts", "sessions"]
+"""What a run sends: long contexts revisited with new questions (`contexts`), or conversations
+whose prompt grows turn by turn, with a think time between an answer and the next turn
+(`sessions`)."""
+WORKLOADS: tuple[Workload, ...] = get_args(Workload)
+
+ArrivalKind = Literal["poisson", "gamma", "constant"]
+"""How open-loop arrivals are spaced: exponential gaps (`poisson`), gamma gaps of a given shape
+(burstier below 1, more regular above), or equal gaps (`constant`)."""
+ARRIVAL_KINDS: tuple[ArrivalKind, ...] = get_args(ArrivalKind)
+
+ThinkTimeDist = Literal["exp", "lognormal", "constant"]
+"""How a session's think time between an answer and its next turn is drawn around its mean."""
+THINK_TIME_DISTS: tuple[ThinkTimeDist, ...] = get_args(ThinkTimeDist)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """The conversations of a `sessions` workload: every prompt is the shared system prompt, then
+    each turn's user tokens and answer so far, then the new turn's user tokens.
+
+    `users` sessions run at once (a closed population), unless `session_rate` (sessions per
+    second) makes new sessions arrive open-loop.
+    """
+
+    system_prompt: int
+    turns: int
+    turn_input: int
+    think_time: float
+    think_time_dist: ThinkTimeDist = "exp"
+    users: int = 1
+    session_rate: float | None = None
+
 
 @dataclass(frozen=True)
 class WorkloadSpec:
@@ -55,6 +88,10 @@ class WorkloadSpec:
     offload_size_gb: float = 100.0
     seed: int = 0
     api: Api = "completions"
+    workload: Workload = "contexts"
+    request_rate: float | None = None
+    arrival: str = "poisson"
+    sessions: SessionSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +99,9 @@ class RequestPlan:
     """One request to send: which context, which question, and the text to send.
 
     `visit` counts how many times this context was sent before (0 = first visit, "cold");
-    `rotation` is how many full passes over all contexts preceded this request.
+    `rotation` is how many full passes over all contexts preceded this request. A turn of a
+    session names its `session` and `turn` (from 1); in chat it carries the whole conversation as
+    `messages`, which replace the prompt.
     """
 
     index: int
@@ -73,6 +112,9 @@ class RequestPlan:
     context: str
     question: str
     expected_prompt_tokens: int
+    session: int | None = None
+    turn: int | None = None
+    messages: list[dict[str, str]] | None = None
 
     @property
     def prompt(self) -> str:
@@ -88,6 +130,11 @@ class RequestRecord:
     token counts came from the server's `usage` or were estimated by the client;
     `planned_prompt_tokens` is what the prompt builder counted, so a run's files alone show
     whether the server agrees with tmesh's token counts.
+
+    Open-loop and session traffic has a schedule: `t_intended` is when the request was due, so
+    `t0 - t_intended` is how late the client sent it (never hidden: latencies are also reported
+    from the intended time). A session's turn names its `session`, its `turn` (from 1) and its
+    `idle_gap`, the seconds between the end of the session's previous turn and this request.
     """
 
     index: int
@@ -109,10 +156,32 @@ class RequestRecord:
     status: int | None = None
     retry_after: float | None = None
     worker: int = 0
+    t_intended: float | None = None
+    session: int | None = None
+    turn: int | None = None
+    idle_gap: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def lateness(self) -> float | None:
+        if self.t_intended is None:
+            return None
+        return max(0.0, self.t0 - self.t_intended)
+
+    @property
+    def ttft_from_intended(self) -> float | None:
+        if self.t_first is None or self.t_intended is None:
+            return None
+        return self.t_first - self.t_intended
+
+    @property
+    def e2e_from_intended(self) -> float | None:
+        if self.t_end is None or self.t_intended is None:
+            return None
+        return self.t_end - self.t_intended
 
     @property
     def ttft(self) -> float | None:
@@ -187,6 +256,11 @@ class WindowStats:
     completion_tokens: int = 0
     cached_tokens: int = 0
     cached_tokens_reported: int = 0
+    good_requests: int = 0
+    """Successful requests that met every limit of the run's SLO (0 without one)."""
+    lateness: MetricStats = field(default_factory=MetricStats)
+    ttft_from_intended: MetricStats = field(default_factory=MetricStats)
+    e2e_from_intended: MetricStats = field(default_factory=MetricStats)
 
 
 @dataclass
@@ -196,12 +270,78 @@ class ClientHealth:
     `inflight_mean` is the time-weighted number of requests outstanding; `dispatch_delay_ms` the
     mean time between a slot freeing and the next request being written; `loop_lag_ms` the worst
     sampled event-loop lag.
+
+    With a schedule (open loop, sessions): `sent` requests went out in the window, against
+    `target_rate` per second when one was asked for; `cap_hits` of them waited for a free
+    in-flight slot; `lateness_ms` and `lateness_max_ms` say how late they went out (the max
+    includes a request still waiting for a slot at the end of the window).
     """
 
     inflight_mean: float = 0.0
     inflight_target: int = 0
     dispatch_delay_ms: float = 0.0
     loop_lag_ms: float = 0.0
+    sent: int = 0
+    target_rate: float | None = None
+    cap_hits: int = 0
+    lateness_ms: float = 0.0
+    lateness_max_ms: float = 0.0
+    scheduled: bool = False
+
+
+@dataclass
+class TurnStats:
+    """Successful requests of one turn index of the sessions (turn 1 is cold by construction)."""
+
+    turn: int
+    requests: int = 0
+    ttft: MetricStats = field(default_factory=MetricStats)
+    prefill_throughput: MetricStats = field(default_factory=MetricStats)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cached_tokens_reported: int = 0
+
+
+@dataclass
+class GapStats:
+    """Successful turns whose idle gap since the session's previous turn fell in [low, high)
+    seconds (`high` None: no upper bound): how well an idle context survived that long.
+
+    `server_hit_rate` is the server's GPU prefix-cache hit rate (and `server_external_hit_rate`
+    its offload tier's) over the intervals these requests finished in, weighted by how many
+    finished in each: the server's counters cannot tell one request from another.
+    """
+
+    low: float
+    high: float | None
+    requests: int = 0
+    ttft: MetricStats = field(default_factory=MetricStats)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cached_tokens_reported: int = 0
+    server_hit_rate: float | None = None
+    server_external_hit_rate: float | None = None
+
+
+@dataclass
+class SessionStats:
+    """The sessions of a run so far: how many began, finished every turn, or were abandoned at a
+    failed turn; how many turns the ended ones had; how long the finished ones took (from the
+    intended start of the first turn to the end of the last); and the breakdowns by turn and by
+    idle gap."""
+
+    started: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    ended_turns: int = 0
+    duration: MetricStats = field(default_factory=MetricStats)
+    by_turn: list[TurnStats] = field(default_factory=list)
+    by_gap: list[GapStats] = field(default_factory=list)
+
+    @property
+    def mean_turns(self) -> float | None:
+        ended = self.completed + self.abandoned
+        return self.ended_turns / ended if ended else None
 
 
 @dataclass
@@ -226,6 +366,10 @@ class IntervalSnapshot:
     """The first message of each error kind first seen in this interval (one line, masked)."""
     verdict: str | None = None
     """The cache verdict on the run so far, as the summary would state it if the run ended here."""
+    sessions: SessionStats | None = None
+    """The sessions since the start (`sessions` workload only)."""
+    slo: dict[str, float] | None = None
+    """The limits goodput is measured against, if any (as in `RunSummary.slo`)."""
 
 
 @dataclass
@@ -254,3 +398,11 @@ class RunSummary:
     steady_output_token_throughput: float = 0.0
     error_messages: dict[str, str] = field(default_factory=dict)
     """The first message of each error kind the run met (one line, masked)."""
+    sessions: SessionStats | None = None
+    slo: dict[str, float] | None = None
+    """The limits goodput was measured against (`ttft`, `itl`, `e2e`, in seconds), if any."""
+    sent_requests: int = 0
+    request_rate: float = 0.0
+    """Requests sent (whatever their outcome) per second, from the start to the last send."""
+    cap_hits: int = 0
+    """Scheduled requests that had to wait for a free in-flight slot."""

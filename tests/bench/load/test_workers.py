@@ -15,6 +15,7 @@ from cli_helpers import CLI_PROFILE, SMALL_WORKLOAD, read_until, start_cli
 
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.runner import StopRules
+from tmesh.bench.load.traffic import Traffic
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
 from tmesh.bench.workload.prompts import PromptSet
 from tmesh.sim.server import start_simulator
@@ -84,8 +85,10 @@ async def test_a_failed_worker_stops_the_run_with_its_reason() -> None:
         config = ClientConfig(handle.url + "/v1", "completions", CLI_PROFILE.model, {}, 4, 30.0)
         rules = StopRules(duration=60.0, grace_s=2.0)
         origin = time.monotonic()
-        good, bad = worker_tasks(2, 2, config, prompts, 0, origin, False, 1.0, rules)
-        bad = replace(bad, prompts=PromptSet([], [], [], [], "x", False))
+        traffic = Traffic("closed", 2, 0, prompts)
+        good, bad = worker_tasks(2, traffic, config, origin, False, 1.0, rules)
+        empty = PromptSet([], [], [], [], "x", False)
+        bad = replace(bad, traffic=replace(bad.traffic, prompts=empty))
         pool = WorkerPool([good, bad], records.append, _no_tick, rules, origin, 1.0)
         state = await asyncio.wait_for(pool.run(), 60)
     assert state.stop_reason == "worker-lost"

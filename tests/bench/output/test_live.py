@@ -11,8 +11,17 @@ from test_console import seed_snapshot
 
 from tmesh.bench.output.live import MIN_SIZE, Dashboard
 from tmesh.bench.output.panels import PANELS, Panel, Trend
+from tmesh.bench.output.traffic_panels import TRAFFIC_PANELS
 from tmesh.bench.output.view import View
-from tmesh.results.records import ClientHealth, IntervalSnapshot, MetricStats, WindowStats
+from tmesh.results.records import (
+    ClientHealth,
+    GapStats,
+    IntervalSnapshot,
+    MetricStats,
+    SessionStats,
+    TurnStats,
+    WindowStats,
+)
 
 
 class Clock:
@@ -231,3 +240,25 @@ def test_the_countdown_is_a_line_each_elsewhere_and_nothing_when_quiet() -> None
     quiet = io.StringIO()
     View(quiet=True, stdout=io.StringIO(), stderr=quiet).countdown("waiting: 29 s")
     assert quiet.getvalue() == ""
+
+
+def test_traffic_panels_appear_for_scheduled_sessions_only() -> None:
+    gaps = [
+        GapStats(0.0, 5.0, requests=8, prompt_tokens=1000, cached_tokens=900,
+                 cached_tokens_reported=8, ttft=MetricStats(count=8, mean=0.05)),
+        GapStats(5.0, None, requests=4, prompt_tokens=1000, cached_tokens=300,
+                 cached_tokens_reported=4, ttft=MetricStats(count=4, mean=0.4)),
+    ]  # fmt: skip
+    sessions = SessionStats(started=6, by_turn=[TurnStats(1)], by_gap=gaps)
+    health = ClientHealth(19.6, 20, sent=40, scheduled=True, lateness_max_ms=250.0)
+    plain, scheduled = (dashboard(panels=(*PANELS, *TRAFFIC_PANELS)) for _ in range(2))
+    for snap in snapshots(4):
+        plain.update(snap)
+    for snap in snapshots(4, health=health, slo={"ttft": 1.0}, sessions=sessions):
+        scheduled.update(snap)
+    quiet, busy = draw(plain), draw(scheduled, height=60)
+    for needle in ("Schedule and goodput", "send rate", "lateness (max)", "goodput",
+                   "Cache survival by idle gap", "idle 0-5 s", "90.0% cached", "idle >5 s",
+                   "30.0% cached"):  # fmt: skip
+        assert needle in busy, needle
+        assert needle not in quiet, needle

@@ -69,6 +69,24 @@ def with_prompt(body: Mapping[str, Any], api: Api, prompt: str) -> dict[str, Any
     return request
 
 
+def with_messages(body: Mapping[str, Any], messages: list[dict[str, str]]) -> dict[str, Any]:
+    """A copy of a chat `body` carrying a whole conversation (system, user and assistant turns)."""
+    request = dict(body)
+    request["messages"] = messages
+    return request
+
+
+def answer_text(answer: Any, api: Api) -> str | None:
+    """The generated text of a non-streamed answer's first choice (`text`, or the chat message's
+    `content`), None when it has none."""
+    try:
+        choice = answer["choices"][0]
+        text = choice["message"]["content"] if api == "chat" else choice["text"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return text if isinstance(text, str) else None
+
+
 def is_error_event(event: Mapping[str, Any]) -> bool:
     """An error reported inside a 200 stream: `{"error": …}`, or vLLM's `{"object": "error", …}`."""
     return "error" in event or event.get("object") == "error"

@@ -21,7 +21,13 @@ from typing import Any
 import orjson
 
 from tmesh import __version__
-from tmesh.bench.endpoint.openai import generation_body, route, usage_counts, with_prompt
+from tmesh.bench.endpoint.openai import (
+    generation_body,
+    route,
+    usage_counts,
+    with_messages,
+    with_prompt,
+)
 from tmesh.bench.load.http import Connection, Origin, Pool, request_head, split_url
 from tmesh.bench.load.stream import StreamError, StreamState
 from tmesh.results.records import APIS, Api, ErrorKind, RequestPlan, RequestRecord
@@ -113,6 +119,14 @@ def request_body(config: ClientConfig, prompt: str) -> bytes:
     return orjson.dumps(with_prompt(config._body, config.api, prompt))
 
 
+def plan_body(config: ClientConfig, plan: RequestPlan) -> bytes:
+    """The body of a plan: its conversation's messages in chat when it has them, else its
+    prompt."""
+    if plan.messages is not None and config.api == "chat":
+        return orjson.dumps(with_messages(config._body, plan.messages))
+    return request_body(config, plan.prompt)
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date (RFC 9110)."""
     if not value:
@@ -141,12 +155,28 @@ async def send_request(
     connection turns out to be closed by the server before any answer is sent once more on a
     fresh connection: that failure is the connection's age, not the server's answer.
     """
+    exchange = await _exchange(pool, config, plan, capture=False)
+    return exchange.record(plan, origin)
+
+
+async def send_turn(
+    pool: Pool, config: ClientConfig, plan: RequestPlan, origin: float
+) -> tuple[RequestRecord, str]:
+    """`send_request`, also keeping the answer's text: a conversation sends it back in its next
+    turn."""
+    exchange = await _exchange(pool, config, plan, capture=True)
+    return exchange.record(plan, origin), "".join(exchange.stream.answer or ())
+
+
+async def _exchange(
+    pool: Pool, config: ClientConfig, plan: RequestPlan, capture: bool
+) -> _Exchange:
     if not isinstance(pool, Pool):
         raise TypeError(f"send_request needs a Pool, not {type(pool).__name__}")
-    body = request_body(config, plan.prompt)
+    body = plan_body(config, plan)
     loop = asyncio.get_running_loop()
     for attempt in range(2):
-        exchange = _Exchange(config, loop, time.monotonic())
+        exchange = _Exchange(config, loop, time.monotonic(), capture)
         try:
             conn = await pool.acquire(config._target, config.request_timeout)
         except asyncio.TimeoutError:
@@ -163,7 +193,7 @@ async def send_request(
             pool.release(conn)
         if not (attempt == 0 and reused and exchange.retryable):
             break
-    return exchange.record(plan, origin)
+    return exchange
 
 
 class _Failure(Exception):
@@ -194,7 +224,9 @@ class _Exchange:
         "t_end",
     )
 
-    def __init__(self, config: ClientConfig, loop: asyncio.AbstractEventLoop, t0: float) -> None:
+    def __init__(
+        self, config: ClientConfig, loop: asyncio.AbstractEventLoop, t0: float, capture: bool
+    ) -> None:
         self.config = config
         self.done: asyncio.Future[None] = loop.create_future()
         self.t0 = t0
@@ -202,7 +234,7 @@ class _Exchange:
         self.received = False
         self.status: int | None = None
         self.sse = False
-        self.stream = StreamState(config.api == "chat")
+        self.stream = StreamState(config.api == "chat", capture)
         self.error_body: list[bytes] = []
         self.error: ErrorKind | None = None
         self.detail: str | None = None
@@ -306,6 +338,8 @@ class _Exchange:
             planned_prompt_tokens=plan.expected_prompt_tokens,
             status=self.status,
             retry_after=self.retry_after,
+            session=plan.session,
+            turn=plan.turn,
         )
         if self.error is not None:
             record.error = self.error

@@ -42,19 +42,27 @@ class StopRules:
 
 @dataclass
 class LoadMeter:
-    """Client-side health over the current interval: achieved concurrency, dispatch delay, loop lag.
+    """Client-side health over the current interval: achieved concurrency, dispatch delay, loop lag,
+    and for scheduled traffic how late requests went out and how often the in-flight cap held
+    one back.
 
     Kept here rather than in the recorder because only the loop sees slots free and refill.
     """
 
     target: int
     inflight: int = 0
+    target_rate: float | None = None
+    scheduled: bool = False
     _area: float = 0.0
     _last_change: float = 0.0
     _window_start: float = 0.0
     _dispatch_sum: float = 0.0
     _dispatch_n: int = 0
     _lag_max: float = 0.0
+    _sent: int = 0
+    _cap_hits: int = 0
+    _late_sum: float = 0.0
+    _late_max: float = 0.0
 
     def start(self, now: float) -> None:
         self._window_start = self._last_change = now
@@ -67,14 +75,28 @@ class LoadMeter:
     def dispatched(self, delay: float) -> None:
         self._dispatch_sum += delay
         self._dispatch_n += 1
+        self._sent += 1
+
+    def sent_late(self, lateness: float) -> None:
+        """A scheduled request went out `lateness` seconds after it was due."""
+        self._sent += 1
+        self._late_sum += lateness
+        self._late_max = max(self._late_max, lateness)
+
+    def cap_hit(self) -> None:
+        self._cap_hits += 1
 
     def lag(self, seconds: float) -> None:
         self._lag_max = max(self._lag_max, seconds)
 
-    def take(self, now: float) -> ClientHealth:
-        """Close the window and return its figures."""
+    def take(self, now: float, waiting_since: float | None = None) -> ClientHealth:
+        """Close the window and return its figures; `waiting_since` is when the longest-waiting
+        scheduled request still held back by the cap was due."""
         self.change(now, 0)
         span = now - self._window_start
+        late_max = self._late_max
+        if waiting_since is not None:
+            late_max = max(late_max, now - waiting_since)
         health = ClientHealth(
             inflight_mean=self._area / span if span > 0 else float(self.inflight),
             inflight_target=self.target,
@@ -82,9 +104,18 @@ class LoadMeter:
             if self._dispatch_n
             else 0.0,
             loop_lag_ms=1000 * self._lag_max,
+            sent=self._sent,
+            target_rate=self.target_rate,
+            cap_hits=self._cap_hits,
+            lateness_ms=1000 * self._late_sum / self._sent
+            if self.scheduled and self._sent
+            else 0.0,
+            lateness_max_ms=1000 * late_max,
+            scheduled=self.scheduled,
         )
         self._area, self._window_start = 0.0, now
         self._dispatch_sum, self._dispatch_n, self._lag_max = 0.0, 0, 0.0
+        self._sent, self._cap_hits, self._late_sum, self._late_max = 0, 0, 0.0, 0.0
         return health
 
 
@@ -158,6 +189,30 @@ class LoopControl:
 
     async def _drive(self) -> None:
         raise NotImplementedError
+
+    def _may_issue(self) -> bool:
+        limit = self._rules.max_requests
+        return not self.state.stop.is_set() and (limit is None or self.state.issued < limit)
+
+    async def _wind_down(self, tasks: set[asyncio.Task[None]] | list[asyncio.Task[None]]) -> None:
+        """Once the run stops, give in-flight requests `grace_s` to finish, cancel the rest, and
+        raise what any task raised (the run then ends as failed, with its files)."""
+        await self.state.stop.wait()
+        tasks = list(tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self._rules.grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A task that raised must end the run: the others would go on at part of the load
+        (none at all once each had hit the same fault) until the deadline, or forever."""
+        if not task.cancelled() and task.exception() is not None:
+            self.state.request_stop("failed")
 
     def health(self, now: float) -> ClientHealth:
         return self.meter.take(now)
@@ -265,25 +320,8 @@ class LoadLoop(LoopControl):
     async def _drive(self) -> None:
         slots = [asyncio.create_task(self._slot()) for _ in range(self._slots)]
         for slot in slots:
-            slot.add_done_callback(self._slot_ended)
-        await self.state.stop.wait()
-        _, pending = await asyncio.wait(slots, timeout=self._rules.grace_s)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for slot in slots:
-            if not slot.cancelled() and slot.exception() is not None:
-                raise slot.exception()  # type: ignore[misc]
-
-    def _slot_ended(self, slot: asyncio.Task[None]) -> None:
-        """A slot that raised must end the run: the others would go on at part of the load
-        (none at all once each had hit the same fault) until the deadline, or forever."""
-        if not slot.cancelled() and slot.exception() is not None:
-            self.state.request_stop("failed")
-
-    def _may_issue(self) -> bool:
-        limit = self._rules.max_requests
-        return not self.state.stop.is_set() and (limit is None or self.state.issued < limit)
+            slot.add_done_callback(self._task_ended)
+        await self._wind_down(slots)
 
     async def _slot(self) -> None:
         freed_at = self.now()

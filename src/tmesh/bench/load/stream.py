@@ -4,7 +4,8 @@ This runs once per network read of every request, so it is built for the common 
 a read are split by `SSEParser` in C loops, and the usual event, which repeats one JSON shape with
 only the text changing, is matched against a learned template instead of being decoded (see
 `StreamState`). Only the facts the metrics need are kept: how many events carried text and when the
-first and last arrived, whether a choice finished, the last `usage`, and when `[DONE]` came.
+first and last arrived, whether a choice finished, the last `usage`, and when `[DONE]` came; and,
+when asked (a conversation sends its answers back), the answer's text.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class StreamState:
     one non-empty text field is that string and which has no finish reason, usage or error, and only
     after re-decoding it with a marker string in the slot proved the slot is that field. Anything
     else takes the full decode, so the result is exactly what decoding every event would give.
+
+    With `capture`, `answer` collects the pieces of the answer's own field (`text`, or a chat
+    delta's `content`; reasoning is not part of the answer a client sends back), in order.
+    Without it, `answer` is None and nothing is collected.
     """
 
     __slots__ = (
@@ -43,6 +48,8 @@ class StreamState:
         "_learned",
         "_prefix",
         "_suffix",
+        "_template_answers",
+        "answer",
         "chat",
         "done_at",
         "events",
@@ -53,8 +60,10 @@ class StreamState:
         "usage",
     )
 
-    def __init__(self, chat: bool) -> None:
+    def __init__(self, chat: bool, capture: bool = False) -> None:
         self.chat = chat
+        self.answer: list[str] | None = [] if capture else None
+        self._template_answers = False
         self.sse = SSEParser()
         self.done_at = 0.0
         self.events = 0
@@ -112,8 +121,10 @@ class StreamState:
             values = list(map(orjson.loads, map(middle, fitting)))
         except orjson.JSONDecodeError:
             values = [None]
-        if set(map(type, values)) - {str}:
+        if set(map(type, values)) - {str} or (others and self.answer is not None):
             return sum(self._one(payload, now) for payload in payloads)
+        if self._template_answers and self.answer is not None:
+            self.answer.extend(values)
         return len(values) - values.count("") + sum(self._one(p, now) for p in others)
 
     def _one(self, payload: bytes, now: float) -> int:
@@ -128,6 +139,8 @@ class StreamState:
             except orjson.JSONDecodeError:
                 text = None
             if type(text) is str:
+                if self._template_answers and self.answer is not None:
+                    self.answer.append(text)
                 return 1 if text else 0
         return 1 if self._decode(payload) else 0
 
@@ -147,6 +160,8 @@ class StreamState:
             choice = choices[0]
             holder = (choice.get(CHAT_DELTA) or {}) if self.chat else choice
             found = [name for name in self._fields if holder.get(name)]
+            if self.answer is not None and self._fields[0] in found:
+                self.answer.append(str(holder[self._fields[0]]))
             usage = event.get("usage")
             if usage:
                 self.usage = usage
@@ -177,6 +192,7 @@ class StreamState:
             probe = b""
         if probe == expected:
             self._prefix, self._suffix = prefix, suffix
+            self._template_answers = self.answer is not None and name == self._fields[0]
 
 
 def _text(raw: bytes) -> str:

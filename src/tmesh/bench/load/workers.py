@@ -1,10 +1,11 @@
 """`--workers N`: N load processes, each with its own event loop, sharing one workload and limit.
 
-A worker is a plain function of (its slice of the workload, the endpoint) that streams back the
+A worker is a plain function of (its share of the traffic, the endpoint) that streams back the
 records it measured, so the same function can later run on other machines under a distributed
-engine. Request `i` of the tiling order belongs to worker `i mod N`; worker `w` keeps
-`max_inflight` slots divided as evenly as possible. Every record comes back to the parent, whose
-single recorder sees them all: statistics are exact, not averages of per-worker averages.
+engine. Request `i` of the tiling order (and arrival `i` of an open-loop schedule) belongs to
+worker `i mod N`, and so do user `u` and session arrival `i` of a sessions workload; worker `w`
+keeps `max_inflight` slots divided as evenly as possible. Every record comes back to the parent,
+whose single recorder sees them all: statistics are exact, not averages of per-worker averages.
 Timestamps stay comparable because CLOCK_MONOTONIC is one clock for every process of a machine.
 """
 
@@ -16,16 +17,17 @@ import os
 import queue
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tmesh.bench.load.client import ClientConfig, send_request
+from tmesh.bench.endpoint.session import open_session
+from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
-from tmesh.bench.load.runner import LoadLoop, LoopControl, RecordFn, StopRules, TickFn
-from tmesh.bench.workload.prompts import PromptSet
-from tmesh.bench.workload.schedule import tiling_plans
-from tmesh.results.records import ClientHealth, RequestPlan, RequestRecord
+from tmesh.bench.load.runner import LoopControl, RecordFn, StopRules, TickFn
+from tmesh.bench.load.traffic import Traffic, make_loop
+from tmesh.bench.workload.sessions import AnswerCosts
+from tmesh.results.records import ClientHealth
 
 READ_POLL_S = 0.5
 PARENT_POLL_S = 0.5
@@ -35,12 +37,8 @@ PARENT_POLL_S = 0.5
 class WorkerTask:
     """Everything one worker process needs; picklable."""
 
-    worker: int
-    workers: int
-    slots: int
+    traffic: Traffic
     config: ClientConfig
-    prompts: PromptSet
-    seed: int
     origin: float
     insecure: bool
     interval_s: float
@@ -51,11 +49,6 @@ def slot_shares(max_inflight: int, workers: int) -> list[int]:
     """`max_inflight` split over workers, the first ones taking the remainder."""
     base, extra = divmod(max_inflight, workers)
     return [base + (1 if w < extra else 0) for w in range(workers)]
-
-
-def worker_plans(prompts: PromptSet, seed: int, worker: int, workers: int) -> Iterator[RequestPlan]:
-    """This worker's share of the one global tiling order (same plan indices as a single loop)."""
-    return (p for p in tiling_plans(prompts, seed) if p.index % workers == worker)
 
 
 def run_worker(task: WorkerTask, outbox: Any, stop: Any) -> None:
@@ -74,28 +67,29 @@ def run_worker(task: WorkerTask, outbox: Any, stop: Any) -> None:
     try:
         asyncio.run(_work(task, outbox, stop))
     except Exception as exc:
-        outbox.put(("failed", task.worker, f"failed: {type(exc).__name__}: {exc}"))
+        outbox.put(("failed", task.traffic.worker, f"failed: {type(exc).__name__}: {exc}"))
         if os.environ.get("TMESH_DEBUG"):
             raise
 
 
 async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
-    async with Pool(task.slots, task.insecure) as pool:
-
-        async def send(plan: RequestPlan) -> RequestRecord:
-            record = await send_request(pool, task.config, plan, task.origin)
-            record.worker = task.worker
-            return record
+    worker = task.traffic.worker
+    async with (
+        Pool(task.traffic.cap, task.insecure) as pool,
+        open_session(2, task.insecure) as session,
+    ):
 
         async def tick(now: float, health: ClientHealth) -> None:
-            outbox.put(("health", task.worker, health))
+            outbox.put(("health", worker, health))
 
-        loop = LoadLoop(
-            worker_plans(task.prompts, task.seed, task.worker, task.workers),
-            send,
-            lambda record: outbox.put(("record", task.worker, record)),
+        texts = task.traffic.sessions
+        loop = make_loop(
+            task.traffic,
+            pool,
+            task.config,
+            AnswerCosts(texts, session) if texts else None,
+            lambda record: outbox.put(("record", worker, record)),
             tick,
-            task.slots,
             task.rules,
             task.origin,
             task.interval_s,
@@ -112,7 +106,7 @@ async def _work(task: WorkerTask, outbox: Any, stop: Any) -> None:
         )
         watcher.start()
         await loop.run()
-    outbox.put(("done", task.worker, None))
+    outbox.put(("done", worker, None))
 
 
 def _watch(stop: Any, parent: Any, request_stop: Callable[[], None]) -> None:
@@ -143,7 +137,8 @@ class WorkerPool(LoopControl):
         origin: float,
         interval_s: float,
     ) -> None:
-        super().__init__(on_record, on_tick, sum(t.slots for t in tasks), rules, origin, interval_s)
+        cap = sum(t.traffic.cap for t in tasks)
+        super().__init__(on_record, on_tick, cap, rules, origin, interval_s)
         self._tasks = tasks
         self._latest: dict[int, ClientHealth] = {}
 
@@ -223,16 +218,25 @@ class WorkerPool(LoopControl):
             self.account(payload)
 
     def health(self, now: float) -> ClientHealth:
-        """Workers' figures merged: in-flight adds up, delays average, the worst lag wins."""
+        """Workers' figures merged: in-flight, sends and cap hits add up, delays and lateness
+        average (lateness weighted by sends), the worst lag and lateness win."""
         own = self.meter.take(now)
         reports = list(self._latest.values())
         if not reports:
             return ClientHealth(0.0, self.meter.target, 0.0, own.loop_lag_ms)
+        sent = sum(h.sent for h in reports)
+        rates = [h.target_rate for h in reports if h.target_rate is not None]
         return ClientHealth(
             inflight_mean=sum(h.inflight_mean for h in reports),
             inflight_target=self.meter.target,
             dispatch_delay_ms=sum(h.dispatch_delay_ms for h in reports) / len(reports),
             loop_lag_ms=max([own.loop_lag_ms, *(h.loop_lag_ms for h in reports)]),
+            sent=sent,
+            target_rate=sum(rates) if rates else None,
+            cap_hits=sum(h.cap_hits for h in reports),
+            lateness_ms=sum(h.lateness_ms * h.sent for h in reports) / sent if sent else 0.0,
+            lateness_max_ms=max(h.lateness_max_ms for h in reports),
+            scheduled=any(h.scheduled for h in reports),
         )
 
     @property
@@ -241,21 +245,17 @@ class WorkerPool(LoopControl):
 
 
 def worker_tasks(
-    workers: int, max_inflight: int, config: ClientConfig, prompts: PromptSet, seed: int,
-    origin: float, insecure: bool, interval_s: float, rules: StopRules,
+    workers: int, traffic: Traffic, config: ClientConfig, origin: float, insecure: bool,
+    interval_s: float, rules: StopRules,
 ) -> list[WorkerTask]:  # fmt: skip
     """Split one run over `workers` processes; the parent keeps the run-wide stop rules."""
-    workers = min(workers, max_inflight)
-    shares = slot_shares(max_inflight, workers)
+    workers = min(workers, traffic.cap)
+    shares = slot_shares(traffic.cap, workers)
     request_shares = slot_shares(rules.max_requests, workers) if rules.max_requests else None
     return [
         WorkerTask(
-            worker=w,
-            workers=workers,
-            slots=shares[w],
+            traffic=traffic.part(w, workers, shares[w]),
             config=config,
-            prompts=prompts,
-            seed=seed,
             origin=origin,
             insecure=insecure,
             interval_s=interval_s,

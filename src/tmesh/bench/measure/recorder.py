@@ -16,10 +16,17 @@ records whose t_end is at or after `warmup_seconds`; cold/warm split TTFT betwee
 visit (visit 0) and its revisits. A rotation completes when every context has been served (a
 request for it succeeded) once more; `rotations` is how many have completed, so a run whose
 requests all fail completes none.
+
+Scheduled traffic (open loop, sessions) adds, per window, how late the client sent each request
+(`lateness` = t0 - t_intended) and TTFT and E2E from the intended send time; with an SLO, the
+requests that met it (`bench.measure.goodput`). Sessions add the by-turn and by-gap figures of
+`bench.measure.sessions`, run-wide.
 """
 
 from __future__ import annotations
 
+from tmesh.bench.measure.goodput import Slo
+from tmesh.bench.measure.sessions import DEFAULT_GAP_EDGES, SessionAggregate
 from tmesh.bench.measure.stats import Distribution
 from tmesh.results.records import (
     ClientHealth,
@@ -35,7 +42,9 @@ from tmesh.results.records import (
 class WindowAggregate:
     """Streaming aggregates over one window of finished requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, slo: Slo | None = None) -> None:
+        self.slo = slo
+        self.good = 0
         self.requests = 0
         self.errors: dict[str, int] = {}
         self.ttft = Distribution.latency()
@@ -45,17 +54,25 @@ class WindowAggregate:
         self.decode_throughput = Distribution.throughput()
         self.cold_ttft = Distribution.latency()
         self.warm_ttft = Distribution.latency()
+        self.lateness = Distribution.latency()
+        self.ttft_from_intended = Distribution.latency()
+        self.e2e_from_intended = Distribution.latency()
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cached_tokens = 0
         self.cached_tokens_reported = 0
 
     def add(self, record: RequestRecord) -> None:
+        lateness = record.lateness
+        if lateness is not None:
+            self.lateness.add(lateness)
         if not record.ok:
             kind = str(record.error)
             self.errors[kind] = self.errors.get(kind, 0) + 1
             return
         self.requests += 1
+        if self.slo is not None and self.slo.met_by(record):
+            self.good += 1
         self.prompt_tokens += record.prompt_tokens
         self.completion_tokens += record.completion_tokens
         if record.cached_tokens is not None:
@@ -70,11 +87,14 @@ class WindowAggregate:
             (self.e2e, record.e2e),
             (self.prefill_throughput, record.prefill_throughput),
             (self.decode_throughput, record.decode_throughput),
+            (self.ttft_from_intended, record.ttft_from_intended),
+            (self.e2e_from_intended, record.e2e_from_intended),
         ):
             if value is not None:
                 dist.add(value)
 
     def reset(self) -> None:
+        self.good = 0
         self.requests = 0
         self.errors = {}
         for name in _DISTRIBUTIONS:
@@ -85,6 +105,7 @@ class WindowAggregate:
         self.cached_tokens_reported = 0
 
     def merge(self, other: WindowAggregate) -> None:
+        self.good += other.good
         self.requests += other.requests
         for kind, n in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + n
@@ -112,6 +133,10 @@ class WindowAggregate:
             completion_tokens=self.completion_tokens,
             cached_tokens=self.cached_tokens,
             cached_tokens_reported=self.cached_tokens_reported,
+            good_requests=self.good,
+            lateness=self.lateness.to_stats(),
+            ttft_from_intended=self.ttft_from_intended.to_stats(),
+            e2e_from_intended=self.e2e_from_intended.to_stats(),
         )
 
 
@@ -123,11 +148,14 @@ _DISTRIBUTIONS = (
     "decode_throughput",
     "cold_ttft",
     "warm_ttft",
+    "lateness",
+    "ttft_from_intended",
+    "e2e_from_intended",
 )
 
 
 def _merged(*parts: WindowAggregate) -> WindowAggregate:
-    result = WindowAggregate()
+    result = WindowAggregate(parts[0].slo if parts else None)
     for part in parts:
         result.merge(part)
     return result
@@ -165,16 +193,27 @@ class Recorder:
     """
 
     def __init__(
-        self, spec: WorkloadSpec, warmup_seconds: float = 0.0, interval_seconds: float = 5.0
+        self,
+        spec: WorkloadSpec,
+        warmup_seconds: float = 0.0,
+        interval_seconds: float = 5.0,
+        slo: Slo | None = None,
+        gap_edges: tuple[float, ...] = DEFAULT_GAP_EDGES,
     ) -> None:
         self.spec = spec
+        self.slo = slo
         self.warmup_seconds = warmup_seconds
         self.interval_seconds = interval_seconds
-        self._global = WindowAggregate()
-        self._steady = WindowAggregate()
-        self._open_warmup = WindowAggregate()
-        self._open_steady = WindowAggregate()
-        self._rotations = RotationCounter(spec.num_contexts)
+        self._global = WindowAggregate(slo)
+        self._steady = WindowAggregate(slo)
+        self._open_warmup = WindowAggregate(slo)
+        self._open_steady = WindowAggregate(slo)
+        sessions = spec.sessions
+        self._sessions = SessionAggregate(sessions.turns, gap_edges) if sessions else None
+        self._rotations = RotationCounter(0 if sessions else spec.num_contexts)
+        self._sent = 0
+        self._last_send = 0.0
+        self._cap_hits = 0
         self._last_snapshot_at = 0.0
         self._snapshots = 0
         self._health = ClientHealth(inflight_target=spec.max_inflight)
@@ -190,7 +229,11 @@ class Recorder:
         finished = record.t_end if record.t_end is not None else record.t0
         window = self._open_steady if finished >= self.warmup_seconds else self._open_warmup
         window.add(record)
-        if record.ok:
+        self._sent += 1
+        self._last_send = max(self._last_send, record.t0)
+        if self._sessions is not None:
+            self._sessions.add(record)
+        elif record.ok:
             self._rotations.add(record.context_id, record.visit)
         elif record.error is not None and record.error not in self._error_messages:
             message = record.error_detail or record.error
@@ -207,6 +250,9 @@ class Recorder:
         interval = self._close_interval()
         if health is not None:
             self._health = health
+            self._cap_hits += health.cap_hits
+        if self._sessions is not None:
+            self._sessions.close_interval(server)
         self._server = server
         snap = IntervalSnapshot(
             index=self._snapshots,
@@ -224,6 +270,8 @@ class Recorder:
             health=self._health,
             server=server,
             error_messages=self._new_error_messages,
+            sessions=self._sessions.to_stats() if self._sessions else None,
+            slo=self.slo.limits() if self.slo else None,
         )
         self._new_error_messages = {}
         self._snapshots += 1
@@ -274,6 +322,11 @@ class Recorder:
             steady_input_token_throughput=_rate(steady.prompt_tokens, steady_seconds),
             steady_output_token_throughput=_rate(steady.completion_tokens, steady_seconds),
             error_messages=dict(self._error_messages),
+            sessions=self._sessions.to_stats() if self._sessions else None,
+            slo=self.slo.limits() if self.slo else None,
+            sent_requests=self._sent,
+            request_rate=_rate(self._sent, self._last_send),
+            cap_hits=self._cap_hits,
         )
 
 

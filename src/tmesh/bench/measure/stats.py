@@ -25,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 from tmesh.results.records import MetricStats
 
 SIGNIFICANT_FIGURES = 3
+COARSE_FIGURES = 2
 LATENCY_SCALE = 1e6
 LATENCY_HIGHEST = 86_400.0
 THROUGHPUT_SCALE = 100.0
@@ -37,13 +38,16 @@ class Distribution:
     """Count, exact mean/min/max and approximate percentiles of a stream of non-negative floats.
 
     Values above `highest` are clamped into the top bucket (their exact value still counts for the
-    mean and max) so one pathological request cannot make recording fail mid-run.
+    mean and max) so one pathological request cannot make recording fail mid-run. `figures` are
+    the significant figures kept: breakdowns kept by the dozen (by turn, by idle gap) use two,
+    which makes a histogram 16 times smaller for a 1 % rather than 0.1 % resolution.
     """
 
-    def __init__(self, scale: float, highest: float) -> None:
+    def __init__(self, scale: float, highest: float, figures: int = SIGNIFICANT_FIGURES) -> None:
         self.scale = scale
         self.highest = highest
-        self._hist = HdrHistogram(1, max(2, round(highest * scale)), SIGNIFICANT_FIGURES)
+        self.figures = figures
+        self._hist = HdrHistogram(1, max(2, round(highest * scale)), figures)
         self._top = self._hist.highest_trackable_value
         self.count = 0
         self.total = 0.0
@@ -59,6 +63,16 @@ class Distribution:
     def throughput(cls) -> Distribution:
         """Tokens per second, 0.01 token/s resolution, up to 10^9 tokens/s."""
         return cls(THROUGHPUT_SCALE, THROUGHPUT_HIGHEST)
+
+    @classmethod
+    def coarse_latency(cls) -> Distribution:
+        """Seconds to two significant figures, for breakdowns."""
+        return cls(LATENCY_SCALE, LATENCY_HIGHEST, COARSE_FIGURES)
+
+    @classmethod
+    def coarse_throughput(cls) -> Distribution:
+        """Tokens per second to two significant figures, for breakdowns."""
+        return cls(THROUGHPUT_SCALE, THROUGHPUT_HIGHEST, COARSE_FIGURES)
 
     def add(self, value: float) -> None:
         scaled = round(value * self.scale)
@@ -97,10 +111,11 @@ class Distribution:
 
     def merge(self, other: Distribution) -> None:
         """Fold `other` in; the result is what recording both streams into one would give."""
-        if other.scale != self.scale or other.highest != self.highest:
+        if (other.scale, other.highest, other.figures) != (self.scale, self.highest, self.figures):
             raise ValueError(
                 f"cannot merge distributions of different units "
-                f"(scale {other.scale} vs {self.scale}, highest {other.highest} vs {self.highest})"
+                f"(scale {other.scale} vs {self.scale}, highest {other.highest} vs "
+                f"{self.highest}, figures {other.figures} vs {self.figures})"
             )
         if not other.count:
             return

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, run_view
+from tmesh.bench.measure.sessions import survival_verdict
 from tmesh.results.catalogue.server import (
     EXTERNAL_HIT_RATE,
     EXTERNAL_HIT_TOKENS,
@@ -61,14 +62,21 @@ def summarize_cache(
     scraper: ServerMetricsScraper | None,
     first: ServerSample | None,
     last: ServerSample | None,
-) -> Verdict:
+) -> Verdict | None:
     """Fill `summary.server` (the run's server view plus the verdict's facts) and `summary.verdict`.
+
+    A sessions run has no contexts to revisit: its verdict is its cache-survival curve, and no
+    `Verdict` facts are returned.
 
     `first`/`last` are the scrapes before the load and the last good one; without them the
     verdict rests on the client's TTFT alone. If the scraper's last attempt failed, the server
     figures stop at `last` and the conclusion says so.
     """
     server = run_view(first, last) if first is not None and last is not None else None
+    if summary.sessions is not None:
+        summary.server = server
+        summary.verdict = survival_verdict(summary.sessions)
+        return None
     verdict = _run_verdict(summary.cold_ttft, summary.warm_ttft, spec, server)
     if server is not None:
         summary.server = {**server, **_facts_as_numbers(verdict)}
@@ -85,6 +93,8 @@ def verdict_so_far(
     last: ServerSample | None,
 ) -> str:
     """The conclusion the summary would reach if the run ended at this interval."""
+    if snap.sessions is not None:
+        return survival_verdict(snap.sessions)
     server = run_view(first, last) if first is not None and last is not None else None
     return _run_verdict(snap.cold_ttft, snap.warm_ttft, spec, server).conclusion
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tmesh.bench.output.traffic import Grid, summary_grids, traffic_pairs
 from tmesh.results.catalogue.metrics import (
     DECODE_THROUGHPUT,
     E2E,
@@ -77,22 +78,51 @@ def format_discovery(
 
 def format_workload(spec: WorkloadSpec, oracle_name: str, exact: bool, overhead: int = 0) -> str:
     """The "Workload Specifications" block, then how tokens were counted, what the server adds to
-    each request (so `usage.prompt_tokens` = context + question + that), and the KV size."""
+    each request (so `usage.prompt_tokens` = context + question + that), and the KV size.
+
+    A sessions workload has its own lines (users, turns, system prompt, think time) in place of
+    the contexts and questions; an open loop adds its request rate.
+    """
     kv = "unknown" if spec.kv_bytes_per_token is None else f"{spec.kv_bytes_per_token}"
-    return "\n".join(
-        [
-            "Workload Specifications:",
-            f"Model: {spec.model}",
+    lines = ["Workload Specifications:", f"Model: {spec.model}"]
+    if spec.sessions is None:
+        lines += [
             f"Number of Contexts: {spec.num_contexts}",
             f"Number of Questions per Context: {spec.questions_per_context}",
             f"Max Inflight Requests (Load-Balancing): {spec.max_inflight}",
             f"Input Length: {spec.input_length}",
+        ]
+        if spec.request_rate is not None:
+            lines.append(f"Request Rate: {spec.request_rate:g} req/s ({spec.arrival} arrivals)")
+    else:
+        lines += _session_lines(spec)
+    return "\n".join(
+        [
+            *lines,
             f"Output Length: {spec.output_length}",
             f"Token Counting: {oracle_name} ({'exact' if exact else 'approximate'})",
             f"Tokens the Server Adds per Request: {overhead} (BOS, chat template)",
             f"KV Bytes per Token: {kv}",
         ]
     )
+
+
+def _session_lines(spec: WorkloadSpec) -> list[str]:
+    sessions = spec.sessions
+    assert sessions is not None
+    if sessions.session_rate is None:
+        arrive = f"Users (Sessions at Once): {sessions.users}"
+    else:
+        arrive = f"Session Rate: {sessions.session_rate:g} sessions/s ({spec.arrival} arrivals)"
+    return [
+        "Workload: sessions",
+        arrive,
+        f"Turns per Session: {sessions.turns}",
+        f"System Prompt: {sessions.system_prompt}",
+        f"Turn Input: {sessions.turn_input}",
+        f"Think Time: {sessions.think_time:g} s ({sessions.think_time_dist})",
+        f"Max Inflight Requests (Safety Cap): {spec.max_inflight}",
+    ]
 
 
 def interval_lines(snap: IntervalSnapshot) -> list[tuple[str, str]]:
@@ -172,6 +202,7 @@ def _extra_pairs(snap: IntervalSnapshot) -> list[tuple[str, str]]:
         pairs.append(("Cached Prompt Tokens (usage, interval)", _cached(i)))
     if snap.server:
         pairs.extend(server_pairs(snap.server))
+    pairs.extend(traffic_pairs(snap))
     return pairs
 
 
@@ -273,6 +304,8 @@ def render_summary(summary: RunSummary, console: Console) -> None:
         rows = [(line.title, text, line.meaning) for line, text in lines if line.source == source]
         if rows:
             console.print(_explained_table(rows, f"{_SERVER_TABLES[source]}, {words}"))
+    for grid in summary_grids(summary):
+        console.print(_grid_table(grid))
     if summary.error_messages:
         errors = summary.error_messages.items()
         rows = [(kind, text, error_kind_meaning(kind)) for kind, text in errors]
@@ -349,6 +382,15 @@ _METRICS_CAPTION = " · ".join(
 
 def _metric_cells(m: MetricStats, unit: str) -> list[str]:
     return [f"{m.count}", *(console_value(stat_of(m, stat), unit) for stat in STATS)]
+
+
+def _grid_table(grid: Grid) -> Table:
+    table = Table(title=grid.title, title_justify="left", show_header=grid.columns is not None)
+    for index, column in enumerate(grid.columns or ["metric", "value"]):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in grid.rows:
+        table.add_row(*row)
+    return table
 
 
 def _explained_table(

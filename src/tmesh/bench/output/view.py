@@ -12,13 +12,15 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import orjson
 from rich.console import Console
 
 from tmesh.bench.output import console as fmt
 from tmesh.bench.output.live import MIN_SIZE, Dashboard, fits
+from tmesh.bench.output.panels import PANELS
+from tmesh.bench.output.traffic_panels import TRAFFIC_PANELS
 from tmesh.results.records import IntervalSnapshot, RunSummary
 
 PIPE_WIDTH = 120
@@ -99,7 +101,7 @@ class View:
                 f"{MIN_SIZE[0]}x{MIN_SIZE[1]}; printing the text blocks instead"
             )
         else:
-            self._dashboard = Dashboard(self.duration, screen)
+            self._dashboard = Dashboard(self.duration, screen, (*PANELS, *TRAFFIC_PANELS))
             self._dashboard.start()
 
     def interval(self, snap: IntervalSnapshot) -> None:
@@ -109,6 +111,13 @@ class View:
             self._dashboard.update(snap)
         elif not self.quiet:
             print(fmt.format_interval(snap) + "\n", file=self._stdout, flush=True)
+
+    def answer(self, text: str, document: dict[str, Any]) -> None:
+        """A final answer (of several runs): on stdout even with `--quiet`; JSON with `--json`."""
+        if self.json:
+            print(orjson.dumps(document).decode(), file=self._stdout, flush=True)
+        else:
+            print(text, file=self._stdout, flush=True)
 
     def summary(self, summary: RunSummary, run_dir: Path) -> None:
         self._end_live()

@@ -66,7 +66,7 @@ class ServerTokenizer:
         self._url = url
         self._model = model
         self._headers = headers
-        self._dialect = dialect
+        self.dialect = dialect
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._limit = asyncio.Semaphore(TOKENIZE_CONCURRENCY)
         self.name = f"server {url} ({dialect.server} dialect)"
@@ -75,7 +75,7 @@ class ServerTokenizer:
         return list(await asyncio.gather(*(self._count_one(text) for text in texts)))
 
     async def _count_one(self, text: str) -> int:
-        payload = self._dialect.body(self._model, text)
+        payload = self.dialect.body(self._model, text)
         pause = RETRY_START_S
         for attempt in range(ATTEMPTS):
             try:

@@ -12,10 +12,13 @@ import math
 from pathlib import Path
 
 from tmesh.bench.endpoint.models import ModelConfigError, kv_bytes_from_config, kv_bytes_per_token
-from tmesh.results.records import APIS, WorkloadSpec
+from tmesh.results.records import APIS, Api, SessionSpec, WorkloadSpec
 
 FILL_FRACTION = 0.9
 GIB = 2**30
+SCHEDULE_SECONDS = 10.0
+"""An open loop's default in-flight cap holds this many seconds of arrivals: a safety cap that
+binds only when the server falls far behind."""
 
 
 class SizingError(ValueError):
@@ -76,6 +79,54 @@ def size_workload(
         seed=seed,
         api=api,
     )
+
+
+def scheduled_cap(sized: int, rate: float | None) -> int:
+    """The in-flight cap of an open loop at `rate` requests per second (`sized` in a closed
+    one)."""
+    return sized if rate is None else max(sized, math.ceil(SCHEDULE_SECONDS * rate))
+
+
+def size_sessions(
+    model: str,
+    kv_bytes_per_token: int | None,
+    offload_size_gb: float,
+    output_length: int,
+    sessions: SessionSpec,
+    *,
+    max_inflight: int | None = None,
+    seed: int = 0,
+    api: Api = "completions",
+) -> WorkloadSpec:
+    """A sessions workload. It has no contexts of its own: `num_contexts` is its users,
+    `questions_per_context` its turns, `input_length` its system prompt. Its in-flight cap is
+    its users (each has at most one turn in flight), or, with a session rate, ten seconds of
+    turns at the rate the sessions would send them back to back."""
+    _at_least_one("--output-length", output_length)
+    rate = sessions.session_rate
+    sized = sessions.users if rate is None else math.ceil(SCHEDULE_SECONDS * rate * sessions.turns)
+    return WorkloadSpec(
+        model=model,
+        num_contexts=sessions.users,
+        questions_per_context=sessions.turns,
+        max_inflight=max_inflight or max(1, sized),
+        input_length=sessions.system_prompt,
+        output_length=output_length,
+        kv_bytes_per_token=kv_bytes_per_token,
+        offload_size_gb=offload_size_gb,
+        seed=seed,
+        api=api,
+        workload="sessions",
+        sessions=sessions,
+    )
+
+
+def longest_session_prompt(spec: WorkloadSpec) -> int:
+    """Tokens of a session's last turn, before the template's own."""
+    sessions = spec.sessions
+    assert sessions is not None
+    turns = sessions.turns
+    return sessions.system_prompt + turns * sessions.turn_input + (turns - 1) * spec.output_length
 
 
 def _sized_contexts(

@@ -53,12 +53,12 @@ async def measure_vocabulary(oracle: TokenOracle) -> Vocabulary:
     starters = [" " + w for w in STARTERS]
     if not oracle.exact:
         groups = _groups(words + starters, GROUP_SIZE)
-        costs = await _marginal_costs(oracle, ANCHOR, ["".join(g) for g in groups])
+        costs = await marginal_costs(oracle, ANCHOR, ["".join(g) for g in groups])
         per_piece = sum(costs) / sum(len(g) for g in groups)
         unit = dict.fromkeys([*words, *starters, PERIOD, COMMA], 1)
         return Vocabulary(tuple(words), tuple(starters), unit, max(per_piece, 0.1), False)
     cost = await piece_costs(oracle, words + starters)
-    marks = await _marginal_costs(oracle, ANCHOR + PROBE_WORD, [PERIOD, COMMA])
+    marks = await marginal_costs(oracle, ANCHOR + PROBE_WORD, [PERIOD, COMMA])
     cost.update({PERIOD: max(marks[0], 1), COMMA: max(marks[1], 1)})
     return Vocabulary(tuple(words), tuple(starters), cost, 1.0, True)
 
@@ -75,7 +75,7 @@ async def piece_costs(oracle: TokenOracle, candidates: list[str]) -> dict[str, i
     costs: dict[str, int] = {}
     groups = _groups(candidates, GROUP_SIZE)
     while groups:
-        added = await _marginal_costs(oracle, ANCHOR, ["".join(g) for g in groups])
+        added = await marginal_costs(oracle, ANCHOR, ["".join(g) for g in groups])
         failed: list[list[str]] = []
         for group, cost in zip(groups, added, strict=True):
             if cost == len(group):
@@ -93,7 +93,7 @@ async def piece_costs(oracle: TokenOracle, candidates: list[str]) -> dict[str, i
     return costs
 
 
-async def _marginal_costs(oracle: TokenOracle, anchor: str, texts: list[str]) -> list[int]:
+async def marginal_costs(oracle: TokenOracle, anchor: str, texts: list[str]) -> list[int]:
     """Tokens each text adds after `anchor`."""
     base, *counts = await oracle.count([anchor] + [anchor + text for text in texts])
     return [tokens - base for tokens in counts]

@@ -13,8 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tmesh.results.catalogue.units import COUNT, PERCENT, REQUESTS_PER_S, SECONDS, TOKENS_PER_S
-from tmesh.results.records import IntervalSnapshot, MetricStats, RunSummary, WindowStats
+from tmesh.results.catalogue.units import (
+    COUNT,
+    PERCENT,
+    REQUESTS_PER_S,
+    SECONDS,
+    TOKENS_PER_S,
+    TURNS,
+)
+from tmesh.results.records import (
+    IntervalSnapshot,
+    MetricStats,
+    RunSummary,
+    SessionStats,
+    WindowStats,
+)
 
 TIMESTAMPS = (
     "seconds on the client's monotonic clock: t0 when a request is sent, t_first and t_last at "
@@ -70,6 +83,25 @@ DECODE_THROUGHPUT = Quantity(
     lambda w: w.decode_throughput,
 )  # fmt: skip
 QUANTITIES = (TTFT, ITL, E2E, PREFILL_THROUGHPUT, DECODE_THROUGHPUT)
+LATENESS = Quantity(
+    "lateness", "Client lateness", "Lateness", SECONDS, False,
+    "t0 - t_intended: how late the client sent a request that had a scheduled send time (open "
+    "loop, sessions), in seconds; the in-flight cap or a saturated client makes it grow",
+    lambda w: w.lateness,
+)  # fmt: skip
+TTFT_FROM_INTENDED = Quantity(
+    "ttft_from_intended", "TTFT from intended send", "TTFT from intended send", SECONDS, False,
+    "t_first - t_intended: time to first token counted from when the request was due, as its "
+    "user waited for it, in seconds",
+    lambda w: w.ttft_from_intended,
+)  # fmt: skip
+E2E_FROM_INTENDED = Quantity(
+    "e2e_from_intended", "E2E from intended send", "E2E from intended send", SECONDS, False,
+    "t_end - t_intended: end-to-end latency counted from when the request was due, in seconds",
+    lambda w: w.e2e_from_intended,
+)  # fmt: skip
+SCHEDULED = (LATENESS, TTFT_FROM_INTENDED, E2E_FROM_INTENDED)
+"""The quantities of requests sent on a schedule (open loop, sessions)."""
 STATS = ("mean", "p50", "p90", "p99")
 _STAT_READERS: dict[str, Callable[[MetricStats], float | None]] = {
     "mean": lambda m: m.mean,
@@ -176,9 +208,13 @@ def _error_rate(summary: RunSummary) -> float | None:
 
 
 def distribution_metrics(
-    window: Callable[[RunSummary], WindowStats], prefix: str, per_interval: bool
+    window: Callable[[RunSummary], WindowStats],
+    prefix: str,
+    per_interval: bool,
+    quantities: tuple[Quantity, ...] = QUANTITIES,
 ) -> list[Metric]:
-    """Mean and percentiles of TTFT, ITL, E2E and both throughputs over one window."""
+    """Mean and percentiles of `quantities` (TTFT, ITL, E2E and both throughputs) over one
+    window."""
     return [
         Metric(
             stat_key(q, stat, prefix),
@@ -189,7 +225,7 @@ def distribution_metrics(
             _interval_stat(_interval_stats(q), stat) if per_interval else None,
             q.definition,
         )
-        for q in QUANTITIES
+        for q in quantities
         for stat in STATS
     ]
 
@@ -261,6 +297,101 @@ COLD_WARM = [
 ]
 HEADLINE = [*RATES, *OVERALL, *COLD_WARM, *COUNTS]
 """The metrics of one run's headline, in display order."""
-ALL = [*HEADLINE, *STEADY]
+
+
+def good_share(window: WindowStats) -> float | None:
+    """Requests that met the SLO / requests sent (successful or not), from 0 to 1."""
+    sent = window.requests + sum(window.errors.values())
+    return window.good_requests / sent if sent else None
+
+
+def _percent(share: float | None) -> float | None:
+    return None if share is None else 100.0 * share
+
+
+def _goodput_share(summary: RunSummary) -> float | None:
+    return _percent(good_share(summary.overall)) if summary.slo else None
+
+
+def _goodput(summary: RunSummary) -> float | None:
+    if not summary.slo or summary.elapsed <= 0:
+        return None
+    return summary.overall.good_requests / summary.elapsed
+
+
+def _interval_goodput_share(snap: IntervalSnapshot) -> float | None:
+    return _percent(good_share(snap.interval_stats))
+
+
+GOODPUT = Metric(
+    "goodput", "Goodput", REQUESTS_PER_S, True, _goodput,
+    _interval_rate(lambda w: w.good_requests),
+    "requests that succeeded and met every limit of --slo / elapsed seconds (TTFT and E2E "
+    "counted from the intended send time when a request had one)",
+)  # fmt: skip
+GOODPUT_SHARE = Metric(
+    "goodput_share", "Goodput share", PERCENT, True, _goodput_share, _interval_goodput_share,
+    "requests that succeeded and met every limit of --slo / all requests sent, in percent",
+)  # fmt: skip
+GOODPUT_METRICS = [GOODPUT, GOODPUT_SHARE]
+"""Goodput, defined when the run had an SLO (`summary.slo`)."""
+REQUEST_RATE = Metric(
+    "request_rate", "Send rate", REQUESTS_PER_S, True, lambda s: s.request_rate,
+    definition="requests sent, whatever their outcome, / seconds from the start to the last send: "
+    "the load offered, against the --request-rate asked for",
+)  # fmt: skip
+CAP_HITS = Metric(
+    "cap_hits", "In-flight cap hits", COUNT, False, lambda s: s.cap_hits,
+    definition="scheduled requests that had to wait for a free in-flight slot (--max-inflight), "
+    "and so went out late",
+)  # fmt: skip
+SCHEDULE = [
+    REQUEST_RATE, CAP_HITS,
+    *distribution_metrics(lambda s: s.overall, "", per_interval=True, quantities=SCHEDULED),
+]  # fmt: skip
+"""How well the client kept a schedule (open loop, sessions)."""
+
+
+def _sessions_count(read: Callable[[SessionStats], float | None]) -> Reader:
+    return lambda summary: read(summary.sessions) if summary.sessions else None
+
+
+def _session_duration(stat: str) -> Reader:
+    return _sessions_count(lambda sessions: stat_of(sessions.duration, stat))
+
+
+SESSIONS_STARTED = Metric(
+    "sessions_started", "Sessions started", COUNT, True, _sessions_count(lambda s: s.started),
+    definition="sessions whose first turn was sent",
+)  # fmt: skip
+SESSIONS_COMPLETED = Metric(
+    "sessions_completed", "Sessions completed", COUNT, True,
+    _sessions_count(lambda s: s.completed),
+    definition="sessions whose every turn succeeded",
+)  # fmt: skip
+SESSIONS_ABANDONED = Metric(
+    "sessions_abandoned", "Sessions abandoned", COUNT, False,
+    _sessions_count(lambda s: s.abandoned),
+    definition="sessions ended by a failed turn (a conversation cannot go on without its answer)",
+)  # fmt: skip
+MEAN_TURNS = Metric(
+    "mean_turns", "Mean turns per session", TURNS, True, _sessions_count(lambda s: s.mean_turns),
+    definition="successful turns of the sessions that ended (completed or abandoned) / those "
+    "sessions",
+)  # fmt: skip
+SESSION_DURATION = [
+    Metric(
+        f"session_duration.{stat}", f"Time to finish a session {stat}", SECONDS, False,
+        _session_duration(stat),
+        definition="from the intended send time of a completed session's first turn to the end "
+        "of its last answer, think times included, in seconds",
+    )
+    for stat in STATS
+]  # fmt: skip
+SESSION_METRICS = [
+    SESSIONS_STARTED, SESSIONS_COMPLETED, SESSIONS_ABANDONED, MEAN_TURNS, *SESSION_DURATION,
+]  # fmt: skip
+"""The sessions of a `sessions` run (`summary.sessions`)."""
+ALL = [*HEADLINE, *STEADY, *SCHEDULE, *GOODPUT_METRICS, *SESSION_METRICS]
 """Every metric of one run; `key` is unique and stable (CSV/JSON and the HTML use it)."""
 BY_KEY = {metric.key: metric for metric in ALL}

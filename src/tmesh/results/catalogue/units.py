@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 SECONDS, TOKENS_PER_S, REQUESTS_PER_S, COUNT, PERCENT = "s", "tok/s", "req/s", "count", "%"
 """Units of tmesh's own metrics; their spelling is written into CSV and JSON exports."""
 FRACTION, TOKENS, BYTES, RATIO = "fraction", "tokens", "bytes", "x"
+TURNS = "turns"
+"""Turns of a session (a mean, so not a whole count)."""
 """Units of the server figures: a share from 0 to 1 (shown as a percentage), token counts,
 bytes (shown in binary multiples) and a dimensionless ratio (shown as `2.70x`)."""
 
