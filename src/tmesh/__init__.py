@@ -44,7 +44,7 @@ _PUBLIC = {
     "BenchmarkOptions": "tmesh.bench.options",
     "IntervalSnapshot": "tmesh.results.records",
     "Comparison": "tmesh.report.compare",
-    "BenchmarkError": "tmesh.bench.run",
+    "BenchmarkError": "tmesh.bench.prepare",
     "OptionError": "tmesh.fieldspec",
     "RunLoadError": "tmesh.report.load",
     "CompareError": "tmesh.report.compare",
@@ -82,7 +82,7 @@ if TYPE_CHECKING:
     from tmesh.api.runs import compare, history, load_run, regressions, report
     from tmesh.api.summary import Distribution, Figure, Summary
     from tmesh.bench.options import BenchmarkOptions
-    from tmesh.bench.run import BenchmarkError
+    from tmesh.bench.prepare import BenchmarkError
     from tmesh.dataset.optional import MissingDependency
     from tmesh.fieldspec import OptionError
     from tmesh.report.compare import CompareError, Comparison

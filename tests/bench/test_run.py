@@ -14,7 +14,8 @@ from net_helpers import serve_app
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.bench.run import Prepared, Session
+from tmesh.bench.prepare import Prepared
+from tmesh.bench.run import Session
 from tmesh.results.records import ClientHealth
 
 

@@ -24,7 +24,8 @@ from tmesh.bench.load.runner import Stopper
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
-from tmesh.bench.run import BenchmarkError, Outcome, Prepared, check_local, measure, prepare
+from tmesh.bench.prepare import BenchmarkError, Prepared, check_local, prepare
+from tmesh.bench.run import Outcome, measure
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError

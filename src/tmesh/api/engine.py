@@ -13,7 +13,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from tmesh.bench.run import BenchmarkError
+from tmesh.bench.prepare import BenchmarkError
 from tmesh.sim.config import EngineConfig
 from tmesh.sim.profiles import DEFAULT_PROFILE, PROFILES
 from tmesh.sim.server import SimulatorHandle, start_simulator

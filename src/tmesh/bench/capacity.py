@@ -19,7 +19,8 @@ import orjson
 from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.bench.run import Outcome, Prepared, measure
+from tmesh.bench.prepare import Prepared
+from tmesh.bench.run import Outcome, measure
 from tmesh.results.catalogue.metrics import good_share
 from tmesh.results.records import RunSummary
 from tmesh.results.rundir import default_run_dir

@@ -10,7 +10,7 @@ import os
 from tmesh.api.benchmark import run_benchmark, view_for
 from tmesh.api.options import conflict, flag, key_from_environment
 from tmesh.bench.options import BenchmarkOptions
-from tmesh.bench.run import BenchmarkError
+from tmesh.bench.prepare import BenchmarkError
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
     EXIT_OK,
