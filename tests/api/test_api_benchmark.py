@@ -303,3 +303,15 @@ async def test_ctrl_c_ends_a_python_run_with_its_result_and_files(engine, tmp_pa
     assert "stopped: signal True" in out.decode()
     _, _, _, summary = read_run(tmp_path / "run")
     assert summary["stop_reason"] == "signal"
+
+
+def test_a_sessions_run_has_its_conversations_in_the_table(tmp_path) -> None:
+    result = tmesh.benchmark(
+        demo=True, profile="fast", workload="sessions", duration=3.0, interval=1.0, quiet=True,
+        output_dir=tmp_path / "run",
+    )  # fmt: skip
+    assert result.ok and result.summary["goodput_share"].unit == "%"
+    table = result.requests
+    assert table.num_rows == result.summary.total_requests.value > 0
+    assert None not in table.column("session").to_pylist()
+    assert min(table.column("turn").to_pylist()) >= 0
