@@ -1,9 +1,9 @@
 """The layout keeps its promises: docs/architecture.md names every module (empty package files
 aside), and imports follow the layers: no stage imports one to its right, `bench` never imports
-`cli`, `report`, `dataset`, `api` or `sim`; `report` never `dataset` or `api`; `dataset` never
-`api`; nothing but `cli` imports `cli`; `import tmesh` loads no layer (the API's names are loaded
-on use); no cycles; no import hidden in a function outside `cli` and the API's loading of the
-report on use."""
+`cli`, `report`, `sweep`, `dataset`, `api` or `sim`; `sweep` only `bench` and the bottom; `report`
+never `dataset` or `api`; `dataset` never `api`; nothing but `cli` imports `cli`; `import tmesh`
+loads no layer (the API's names are loaded on use); no cycles; no import hidden in a function
+outside `cli` and the API's loading of the report on use."""
 
 from __future__ import annotations
 
@@ -79,7 +79,14 @@ def test_the_map_names_every_module_and_only_modules_that_exist() -> None:
 def test_imports_follow_the_layers(name: str) -> None:
     top, nested, checked = IMPORTS[name]
     imported = top | nested | checked
-    above_bench = ("tmesh.cli", "tmesh.report", "tmesh.dataset", "tmesh.api", "tmesh.sim")
+    above_bench = (
+        "tmesh.cli",
+        "tmesh.report",
+        "tmesh.sweep",
+        "tmesh.dataset",
+        "tmesh.api",
+        "tmesh.sim",
+    )
     if _within(name, "tmesh.bench"):
         assert not any(_within(i, p) for i in imported for p in above_bench), imported
     if not _within(name, "tmesh.cli"):
@@ -98,6 +105,9 @@ def test_imports_follow_the_layers(name: str) -> None:
         assert all(_within(i, "tmesh.sim") or i in BOTTOM for i in imported), imported
     if _within(name, "tmesh.results") or name in ("tmesh.text", "tmesh.fieldspec"):
         assert all(any(_within(i, b) for b in BOTTOM) for i in imported), imported
+    if _within(name, "tmesh.sweep"):
+        allowed = ("tmesh.sweep", "tmesh.bench", "tmesh.results", *BOTTOM)
+        assert all(any(_within(i, a) for a in allowed) for i in imported), imported
     if _within(name, "tmesh.report"):
         allowed = ("tmesh.report", "tmesh.results", "tmesh.bench.measure", *BOTTOM)
         assert all(any(_within(i, a) for a in allowed) for i in imported), imported

@@ -30,6 +30,8 @@ from tmesh.report.compare import compare_runs
 from tmesh.report.compare_html import render_compare
 from tmesh.report.html import write_report
 from tmesh.report.load import load_run
+from tmesh.report.sweep_html import render_sweeps
+from tmesh.results.sweeps import Sweep, SweepPoint
 
 WIDTH = 1280
 FLAGS = (
@@ -233,13 +235,35 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     sessions = compare_runs([load_run(evicting), load_run(keeping)], ["gpu-only", "cpu-offload"])
     sessions_compare = root / "sessions-compare.html"
     sessions_compare.write_text(render_compare(sessions), encoding="utf-8")
+    gpu_sweep, cpu_sweep = _sweep(knee=1.0), _sweep(knee=6.0)
+    sweep, sweeps = root / "sweep.html", root / "sweeps.html"
+    sweep.write_text(render_sweeps([cpu_sweep]), encoding="utf-8")
+    sweeps.write_text(render_sweeps([gpu_sweep, cpu_sweep], ["gpu-only", "cpu-offload"]))
     return {
         "report": write_report(gpu),
         "compare": compare,
         "broken": broken,
         "sessions-report": write_report(evicting),
         "sessions-compare": sessions_compare,
+        "sweep": sweep,
+        "sweeps": sweeps,
     }
+
+
+def _sweep(knee: float) -> Sweep:
+    """A working-set sweep whose cache holds up to `knee` times the GPU capacity."""
+    sweep = Sweep("working_set_ratio", "http://127.0.0.1:8000/v1", "m", "now", 32768, 1024)
+    for value in (0.5, 1.0, 2.0, 4.0, 8.0):
+        held = value < knee
+        sweep.points.append(
+            SweepPoint(
+                value, f"point-{value:g}", int(32 * value), int(96 * value), 0,
+                qps=60.0 if held else 40.0, ttft_p50=0.012 if held else 0.06,
+                ttft_p90=0.018 if held else 0.065, measured_hit_rate=0.66 if held else 0.02,
+                lru_hit_rate=0.66 if value < 1 else 0.0, infinite_hit_rate=0.66,
+            )
+        )  # fmt: skip
+    return sweep
 
 
 async def test_pages_render_in_chromium_without_errors(
@@ -257,6 +281,8 @@ async def test_pages_render_in_chromium_without_errors(
             ("compare", 4),
             ("sessions-report", 7),
             ("sessions-compare", 5),
+            ("sweep", 3),
+            ("sweeps", 3),
         ):
             session = await browser.open(pages[name].as_uri())
             image, charts = await browser.screenshot(session)

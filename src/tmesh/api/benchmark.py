@@ -26,9 +26,11 @@ from tmesh.bench.output.exporter import ExporterError
 from tmesh.bench.output.view import View
 from tmesh.bench.prepare import BenchmarkError, Prepared, check_local, prepare
 from tmesh.bench.run import Outcome, measure
+from tmesh.bench.workload.blocks import BlockError
 from tmesh.bench.workload.prompts import PromptError
 from tmesh.bench.workload.sizing import SizingError
 from tmesh.bench.workload.tokens import TokenizerError
+from tmesh.bench.workload.trace import TraceError
 from tmesh.report.load import RequestColumns, Run, RunLoadError, load_run
 from tmesh.results.records import IntervalSnapshot
 from tmesh.results.rundir import RunFilesError
@@ -42,6 +44,8 @@ SETUP_ERRORS = (
     RunFilesError,
     SizingError,
     TokenizerError,
+    TraceError,
+    BlockError,
 )
 """What the stages raise for a problem found before the run; each becomes a `BenchmarkError`."""
 Progress = Callable[[IntervalSnapshot], object]

@@ -124,6 +124,11 @@ def _telemetry_conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
 def _traffic_conflict(opts: BenchmarkOptions, name: Naming) -> str | None:
     """The traffic options that do not go together."""
     sessions = opts.workload == "sessions"
+    if opts.trace is not None and (sessions or opts.request_rate is not None):
+        given = f"{name('workload')} sessions" if sessions else name("request_rate")
+        return (
+            f"{given} does not go with {name('trace')}: a trace brings its requests and their times"
+        )
     if sessions and opts.request_rate is not None:
         return (
             f"{name('request_rate')} is the contexts' open loop; sessions arrive with "

@@ -26,6 +26,9 @@ TARGET, SIZING, TRAFFIC, SESSIONS, GOODPUT, RUN, OUTPUT, TELEMETRY = (
     "output",
     "server telemetry",
 )
+TRACE = "trace replay"
+TRACE_FORMATS = ("auto", "mooncake", "bailian")
+TRACE_TIMINGS = ("trace", "ignore")
 
 
 @dataclass
@@ -360,4 +363,51 @@ class BenchmarkOptions:
         minimum=0,
         help="keep retrying discovery this long while the server refuses, resets or answers "
         "5xx/429 (0: fail at once)",
+    )
+    trace: Path | None = option(
+        None,
+        group=TRACE,
+        metavar="FILE",
+        help="replay this trace (Mooncake or Bailian JSON Lines) with token-exact prompts "
+        "instead of the contexts workload",
+    )
+    trace_format: str = option(
+        "auto",
+        group=TRACE,
+        choices=TRACE_FORMATS,
+        help="the trace's format (auto: from its fields)",
+    )
+    block_size: int | None = option(
+        None,
+        group=TRACE,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="tokens per hash id of the trace (default: 512 for Mooncake, 16 for Bailian)",
+    )
+    time_scale: float = option(
+        1.0,
+        group=TRACE,
+        metavar="X",
+        minimum=0,
+        above_minimum=True,
+        help="replay X times as fast as the trace's timestamps (2 = twice as fast)",
+    )
+    loop: bool = option(False, group=TRACE, help="start the trace again when it ends")
+    trace_timing: str = option(
+        "trace",
+        group=TRACE,
+        choices=TRACE_TIMINGS,
+        help="trace: send each request at its time in the trace (open loop); ignore: send them "
+        "back to back, --max-inflight at a time",
+    )
+    cache_tokens: int | None = option(
+        None,
+        group=TELEMETRY,
+        metavar="TOKENS",
+        unit="tokens",
+        minimum=0,
+        above_minimum=True,
+        help="GPU KV capacity for the ideal-cache score (default: as the server reports it)",
     )

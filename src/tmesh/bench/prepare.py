@@ -29,6 +29,7 @@ from tmesh.bench.output.exporter import check_port
 from tmesh.bench.output.view import View
 from tmesh.bench.workload.counting import ServerTokenizer, choose_oracle, request_overhead
 from tmesh.bench.workload.prompts import PromptSet, build_prompt_set
+from tmesh.bench.workload.replay import Replay, prepare_replay
 from tmesh.bench.workload.session_setup import prepare_sessions
 from tmesh.bench.workload.sessions import Recount, SessionTexts
 from tmesh.bench.workload.sizing import (
@@ -39,6 +40,7 @@ from tmesh.bench.workload.sizing import (
     size_workload,
 )
 from tmesh.bench.workload.tokens import LocalTokenizer, TokenOracle
+from tmesh.bench.workload.trace import Trace, load_trace
 from tmesh.results.records import (
     SessionSpec,
     WorkloadSpec,
@@ -59,11 +61,13 @@ class BenchmarkError(Exception):
 @dataclass
 class Local:
     """What the checks that need no server found: the run folder to create, the local
-    tokenizer loaded, the KV size per token from the flag or the model's config."""
+    tokenizer loaded, the KV size per token from the flag or the model's config, the trace read
+    and checked."""
 
     run_dir: Path
     tokenizer: LocalTokenizer | None = None
     kv_bytes: int | None = None
+    trace: Trace | None = None
 
 
 def check_local(opts: BenchmarkOptions) -> Local:
@@ -82,13 +86,17 @@ def check_local(opts: BenchmarkOptions) -> Local:
         kv_bytes = resolve_kv_bytes("", opts.kv_bytes_per_token, opts.model_config)
     if kv_bytes is not None or opts.num_contexts is not None or opts.workload == "sessions":
         _size_as_asked(opts, "", kv_bytes)
-    return Local(run_dir, tokenizer, kv_bytes)
+    if opts.trace is not None and opts.workers > 1:
+        raise BenchmarkError("a trace is replayed by one process: leave out --workers")
+    trace = load_trace(opts.trace, opts.trace_format, opts.block_size) if opts.trace else None
+    return Local(run_dir, tokenizer, kv_bytes, trace)
 
 
 @dataclass
 class Prepared:
     """What set-up produced: the target, the workload and its prompts (for sessions, the
-    system prompt as a one-context prompt set, and the texts of the conversations), and where
+    system prompt as a one-context prompt set, and the texts of the conversations; for a trace,
+    its replay and a prompt set of no contexts that carries how tokens were counted), and where
     the run's files go (the default folder when None)."""
 
     base_url: str
@@ -98,6 +106,7 @@ class Prepared:
     ignore_eos: bool
     run_dir: Path | None = None
     sessions: SessionTexts | None = None
+    replay: Replay | None = None
 
 
 def _waiting(view: View, patience: float) -> Callable[[str, float], None]:
@@ -129,13 +138,14 @@ async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
                 found.models,
             )
         )
-        spec = _size(opts, found, local.kv_bytes)
-        ignore_eos = await probe_ignore_eos(session, base_url, found.model, spec.api, headers)
+        trace = local.trace
+        spec = _size(opts, found, local.kv_bytes) if trace is None else None
+        ignore_eos = await probe_ignore_eos(session, base_url, found.model, opts.api, headers)
         view.progress("choosing a token counter…")
         oracle = local.tokenizer or await choose_oracle(
-            session, base_url, found.model, spec.api, headers, progress=view.progress
+            session, base_url, found.model, opts.api, headers, progress=view.progress
         )
-        if spec.sessions is not None:
+        if spec is not None and spec.sessions is not None:
             texts = await prepare_sessions(
                 session, base_url, headers, spec, oracle, ignore_eos,
                 _recount(opts, oracle, base_url, found.model, headers), view.progress,
@@ -145,7 +155,15 @@ async def prepare(opts: BenchmarkOptions, view: View, local: Local) -> Prepared:
                 texts.framing.overhead,
             )  # fmt: skip
             return Prepared(base_url, found, spec, system, ignore_eos, local.run_dir, texts)
-        overhead = await request_overhead(session, base_url, found.model, spec.api, headers, oracle)
+        overhead = await request_overhead(session, base_url, found.model, opts.api, headers, oracle)
+        if spec is None:
+            assert trace is not None
+            replay = await _replay(opts, trace, oracle, overhead or 0, view)
+            spec = _trace_spec(opts, found, replay, local.kv_bytes)
+            prompts = PromptSet([], [], [], [], oracle.name, replay.book.exact, overhead or 0)
+            return Prepared(
+                base_url, found, spec, prompts, ignore_eos, local.run_dir, replay=replay
+            )
         started = time.monotonic()
         prompt_set = await build_prompt_set(spec, oracle, progress=view.progress)
         prompt_set.overhead = overhead or 0
@@ -242,6 +260,53 @@ def _check_session_fits(spec: WorkloadSpec, limit: ContextLimit | None) -> None:
             f"server's context of {limit.tokens} tokens ({limit.source}); pass fewer --turns or "
             "shorter lengths"
         )
+
+
+async def _replay(
+    opts: BenchmarkOptions, trace: Trace, oracle: TokenOracle, overhead: int, view: View
+) -> Replay:
+    replay = await prepare_replay(
+        trace, oracle, seed=opts.seed, max_requests=opts.max_requests, loop=opts.loop,
+        time_scale=opts.time_scale, progress=view.progress,
+    )  # fmt: skip
+    replay.overhead = overhead
+    view.out(replay.describe())
+    return replay
+
+
+def _trace_spec(
+    opts: BenchmarkOptions, found: Discovery, replay: Replay, kv_bytes: int | None
+) -> WorkloadSpec:
+    """The trace's figures in the shape of a workload: its first blocks as contexts, its mean
+    lengths; every request must fit the server's context."""
+    rows = replay.trace.requests[: len(replay.blocks)]
+    limit = found.context
+    longest = max(rows, key=lambda r: r.input_length + r.output_length)
+    if (
+        limit is not None
+        and longest.input_length + longest.output_length + replay.overhead > limit.tokens
+    ):
+        raise BenchmarkError(
+            f"--trace {opts.trace} line {longest.line}: input_length {longest.input_length} + "
+            f"output_length {longest.output_length} exceeds the server's context of "
+            f"{limit.tokens} tokens ({limit.source})"
+        )
+    spec = size_workload(
+        found.model,
+        kv_bytes or kv_bytes_per_token(found.model),
+        opts.offload_size,
+        round(sum(r.input_length for r in rows) / len(rows)),
+        round(sum(r.output_length for r in rows) / len(rows)),
+        num_contexts=replay.num_contexts,
+        questions_per_context=1,
+        max_inflight=opts.max_inflight,
+        seed=opts.seed,
+        api=opts.api,
+    )
+    if opts.max_inflight is not None or opts.trace_timing != "trace":
+        return spec
+    rate = len(rows) * replay.time_scale / max(replay.trace.span, 1.0)
+    return replace(spec, max_inflight=scheduled_cap(spec.max_inflight, rate))
 
 
 def _check_fits(spec: WorkloadSpec, prompts: PromptSet, limit: ContextLimit | None) -> None:

@@ -32,6 +32,14 @@ from tmesh.bench.load.runner import LoopControl, Stopper, StopRules
 from tmesh.bench.load.traffic import Traffic, TrafficKind, make_loop
 from tmesh.bench.load.workers import WorkerPool, worker_tasks
 from tmesh.bench.measure.goodput import parse_slo
+from tmesh.bench.measure.idealcache import (
+    IdealCache,
+    Predictor,
+    ReuseScore,
+    SessionPredictor,
+    cache_geometry,
+    reuse_figures,
+)
 from tmesh.bench.measure.prometheus import ServerSample
 from tmesh.bench.measure.recorder import Recorder
 from tmesh.bench.measure.servermetrics import ServerMetricsScraper, default_metrics_url
@@ -42,6 +50,7 @@ from tmesh.bench.output import console
 from tmesh.bench.output.exporter import Exporter
 from tmesh.bench.output.view import View
 from tmesh.bench.prepare import Prepared
+from tmesh.bench.workload.schedule import tiling_segments
 from tmesh.bench.workload.sessions import AnswerCosts
 from tmesh.results.records import (
     ClientHealth,
@@ -136,8 +145,34 @@ class Session:
         self.summary_written = False
         self.files_error: str | None = None
         self._said_unavailable = False
+        self.predictor: Predictor | SessionPredictor | None = None
+        self.cache_tokens: int | None = None
+        self.reuse = ReuseScore()
+
+    def start_predicting(self) -> None:
+        """The ideal caches, sized from the first scrape (or `--cache-tokens`), over the plans
+        in the order they are sent (a session's turns in the order they finish)."""
+        prep = self.prep
+        capacity, block = cache_geometry(self.first_sample, self.opts.cache_tokens)
+        cache = IdealCache(capacity, block)
+        self.cache_tokens = capacity
+        sessions = prep.spec.sessions
+        if sessions is not None:
+            system = prep.prompts.context_tokens[0] + prep.prompts.overhead
+            self.predictor = SessionPredictor(cache, system, sessions.turns)
+            return
+        stream = (
+            prep.replay.segments()
+            if prep.replay is not None
+            else tiling_segments(prep.prompts, prep.spec.seed)
+        )
+        self.predictor = Predictor(stream, cache)
 
     def on_record(self, record: RequestRecord) -> None:
+        prediction = self.predictor.predict(record) if self.predictor else None
+        if prediction is not None:
+            record.prediction = prediction.label
+            self.reuse.add(prediction, record)
         self.recorder.add(record)
         self._write(self.files.append_request, record)
         if self.exporter:
@@ -176,6 +211,8 @@ class Session:
         """Write `summary.json` and flush everything; safe to call from a signal handler path."""
         summary = self.recorder.summary(self.now(), stop_reason, self.started_at)
         summarize_cache(summary, self.prep.spec, self.scraper, self.first_sample, self.last_sample)
+        if summary.server is not None:
+            summary.server.update(reuse_figures(self.reuse, summary.server, self.cache_tokens))
         try:
             self.files.write_summary(summary)
         except RunFilesError as exc:
@@ -232,6 +269,7 @@ async def measure(
             url = opts.metrics_url or default_metrics_url(prep.base_url)
             run.scraper = ServerMetricsScraper(url, session, config.headers)
             run.first_sample = run.last_sample = await run.scraper.scrape()
+        run.start_predicting()
 
         loop = run.loop = _load_loop(opts, prep, run, pool, config, session)
         if stopper is not None:
@@ -285,7 +323,7 @@ def _load_loop(
         max_consecutive_errors=opts.max_consecutive_errors,
         grace_s=opts.grace,
     )
-    traffic = _traffic(prep)
+    traffic = _traffic(opts, prep)
     if opts.workers > 1:
         tasks = worker_tasks(
             opts.workers, traffic, config, run.origin, opts.insecure, opts.interval, rules
@@ -297,8 +335,12 @@ def _load_loop(
     )
 
 
-def _traffic(prep: Prepared) -> Traffic:
+def _traffic(opts: BenchmarkOptions, prep: Prepared) -> Traffic:
     spec = prep.spec
+    if prep.replay is not None:
+        timed = opts.trace_timing == "trace"
+        return Traffic("open" if timed else "closed", spec.max_inflight, spec.seed,
+                       replay=prep.replay)  # fmt: skip
     if prep.sessions is not None:
         return Traffic("sessions", spec.max_inflight, spec.seed, sessions=prep.sessions,
                        arrival=spec.arrival)  # fmt: skip

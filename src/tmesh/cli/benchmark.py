@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from typing import Any
 
 from tmesh.api.benchmark import run_benchmark, view_for
 from tmesh.api.options import conflict, flag, key_from_environment
 from tmesh.bench.options import BenchmarkOptions
+from tmesh.bench.output.view import View
 from tmesh.bench.prepare import BenchmarkError
 from tmesh.cli.flags import (
     EXIT_INTERRUPTED,
@@ -27,10 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_option_flags(parser, BenchmarkOptions, shown={"profile": DEFAULT_PROFILE})
 
 
-def options_from_args(args: argparse.Namespace) -> BenchmarkOptions:
-    """The options the flags give; the key falls back on the environment."""
+def options_from_args(args: argparse.Namespace, **given: Any) -> BenchmarkOptions:
+    """The options the flags give; the key falls back on the environment. `given` sets options
+    whose flags mean something else in the calling command (a sweep's lists of values)."""
     key = args.api_key or key_from_environment()
-    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key)
+    options: BenchmarkOptions = options_from_namespace(BenchmarkOptions, args, api_key=key, **given)
     return options
 
 
@@ -53,17 +56,29 @@ def run(opts: BenchmarkOptions) -> int:
     view = view_for(opts)
     try:
         result = asyncio.run(run_benchmark(opts, view))
-    except BenchmarkError as exc:
-        view.error(str(exc))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        view.error("interrupted before the run started; nothing was written")
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if os.environ.get("TMESH_DEBUG"):
-            raise
-        view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
-        return EXIT_RUN_FAILED
+    except (Exception, KeyboardInterrupt) as exc:
+        return failure(exc, view, "interrupted before the run started; nothing was written")
     for error in result.errors:
         view.error(error)
     return EXIT_RUN_FAILED if result.errors else EXIT_OK
+
+
+def failure(
+    exc: BaseException,
+    view: View,
+    interrupted: str,
+    usage: tuple[type[Exception], ...] = (BenchmarkError,),
+) -> int:
+    """The exit code of what ended a command early, said in one line: a problem found before the
+    load (`usage`, exit 2), Ctrl-C (130), anything else as an internal error (1, or its
+    traceback with `TMESH_DEBUG=1`)."""
+    if isinstance(exc, usage):
+        view.error(str(exc))
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        view.error(interrupted)
+        return EXIT_INTERRUPTED
+    if os.environ.get("TMESH_DEBUG"):
+        raise exc
+    view.error(f"internal error: {type(exc).__name__}: {exc} (set TMESH_DEBUG=1 for details)")
+    return EXIT_RUN_FAILED

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,18 +30,22 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_option_flags(
-    parser: argparse.ArgumentParser, record: type[Any], shown: Mapping[str, Any] | None = None
+    parser: argparse.ArgumentParser,
+    record: type[Any],
+    shown: Mapping[str, Any] | None = None,
+    exclude: Collection[str] = (),
 ) -> None:
     """One flag per option field of the dataclass `record`, in declaration order, grouped.
 
     `shown` gives defaults that only a layer above the options knows (the simulator's default
     profile, say): the help shows them; the field keeps its own default (None: "not chosen").
+    `exclude` names fields whose flag another record declares (a sweep's lists of values).
     """
     groups: dict[str, argparse._ArgumentGroup] = {}
     hints = typing.get_type_hints(record)
     for field in dataclasses.fields(record):
         spec = spec_of(field)
-        if spec is None or not spec.flagged:
+        if spec is None or not spec.flagged or field.name in exclude:
             continue
         if spec.group not in groups:
             groups[spec.group] = parser.add_argument_group(spec.group)

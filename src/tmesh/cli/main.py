@@ -18,9 +18,10 @@ COMMANDS = {
     "benchmark": "discover the model at an endpoint and run the workload until stopped",
     "simulate": "run the simulated inference engine",
     "report": "self-contained HTML report of one run",
-    "compare": "compare two or more runs side by side (--fail-on: a regression gate)",
+    "compare": "compare two or more runs (or sweeps) side by side (--fail-on: a regression gate)",
     "export": "a run's requests as Parquet",
     "history": "many runs over time: per-endpoint series, changes beyond noise, SQL",
+    "sweep": "run the benchmark once per value of one knob and draw the curve",
 }
 ArgsFn = Callable[[argparse.ArgumentParser], None]
 RunFn = Callable[[argparse.Namespace], int]
@@ -59,6 +60,10 @@ def _command(name: str) -> tuple[ArgsFn, RunFn]:
         from tmesh.cli import history
 
         return history.add_arguments, history.run_command
+    if name == "sweep":
+        from tmesh.cli import sweep
+
+        return sweep.add_arguments, sweep.run_command
     from tmesh.cli import report
 
     if name == "report":

@@ -16,7 +16,9 @@ from tmesh.report.compare import CompareError, compare_runs
 from tmesh.report.gate import GateError, crossings, parse_limits
 from tmesh.report.load import RunLoadError, load_run
 from tmesh.report.render import COMPARE_RENDERERS, FORMATS, REPORT_RENDERERS, format_of
+from tmesh.report.sweep_html import SweepCompareError, render_sweeps
 from tmesh.results.catalogue.names import UnknownMetricError
+from tmesh.results.sweeps import SweepLoadError, is_sweep, read_sweep
 
 EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
@@ -41,7 +43,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN_DIR",
         type=Path,
         nargs="+",
-        help="two or more run folders; every ratio is to the first",
+        help="two or more run folders (every ratio is to the first), or sweep folders "
+        "(their curves overlaid)",
     )
     _add_output_arguments(parser, "./compare.html")
     parser.add_argument(
@@ -94,6 +97,8 @@ def run_compare(args: argparse.Namespace) -> int:
             raise CompareError("compare needs at least two run folders")
         limits = parse_limits(args.fail_on) if args.fail_on is not None else []
         labels = args.labels.split(",") if args.labels else None
+        if all(is_sweep(Path(path)) for path in args.runs):
+            return _compare_sweeps(args, labels)
         fmt = format_of(args.format, args.output)
         runs = [load_run(path) for path in args.runs]
         comparison = compare_runs(runs, labels, force=args.force)
@@ -105,6 +110,22 @@ def run_compare(args: argparse.Namespace) -> int:
     if crossed:
         print(f"tmesh-cli compare: regression: {'; '.join(crossed)}", file=sys.stderr)
         return EXIT_REGRESSION
+    return EXIT_OK
+
+
+def _compare_sweeps(args: argparse.Namespace, labels: list[str] | None) -> int:
+    """Sweep folders: their curves overlaid on one page (HTML only)."""
+    if args.fail_on is not None:
+        raise CompareError("--fail-on compares runs, not sweeps")
+    if format_of(args.format, args.output) != "html":
+        raise OutputError("sweeps are compared as an HTML page (their sweep.json are the data)")
+    if labels is not None and len(labels) != len(args.runs):
+        raise CompareError(f"--labels names {len(labels)} sweeps, {len(args.runs)} were given")
+    try:
+        text = render_sweeps([read_sweep(Path(path)) for path in args.runs], labels)
+    except (SweepLoadError, SweepCompareError) as exc:
+        raise CompareError(str(exc)) from None
+    _emit(text, _target(args.output, "html", Path("compare.html")))
     return EXIT_OK
 
 

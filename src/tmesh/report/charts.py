@@ -24,7 +24,13 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, PercentFormatter
+from matplotlib.ticker import (
+    FuncFormatter,
+    LogFormatter,
+    MaxNLocator,
+    NullLocator,
+    PercentFormatter,
+)
 
 from tmesh.results.catalogue.units import COUNT, FRACTION, SECONDS
 
@@ -127,6 +133,18 @@ def category_chart(
     ax.set_xticks(range(len(categories)), categories)
     ax.set_xlim(-0.3, max(len(categories) - 0.7, 0.3))
     ax.set_xlabel(axis)
+    _legend(ax, len(lines))
+    return _svg(fig, name)
+
+
+@_styled
+def knob_chart(
+    name: str, lines: list[Line], quantity: str, unit: str, knob: str, values: Sequence[float]
+) -> str:
+    """Values against a sweep's knob (`lines`' `x` are its values); `unit` as in `line_chart`."""
+    fig, ax = _figure()
+    _plot(ax, lines, quantity, unit)
+    _knob_axis(ax, knob, values)
     _legend(ax, len(lines))
     return _svg(fig, name)
 
@@ -270,6 +288,15 @@ def rotation_boxes(name: str, rotation: np.ndarray, visit: np.ndarray, ttft: np.
         ax.plot([], [], color=color, linewidth=8, label=kind)
     _legend(ax, len(kinds))
     return _svg(fig, name)
+
+
+def _knob_axis(ax: Axes, label: str, values: Sequence[float]) -> None:
+    """A sweep's knob on a log axis (its values usually double), ticked at the values swept."""
+    ax.set_xlabel(label)
+    if len(values) > 1 and min(values) > 0:
+        ax.set_xscale("log")
+    ax.set_xticks(list(values), [f"{value:g}" for value in values])
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _integer_ticks(axis: Axis, integer: bool = True) -> None:

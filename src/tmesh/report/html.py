@@ -159,7 +159,7 @@ def workload_rows(run: Run) -> list[tuple[str, str]]:
         ),
         ("Offload size", f"{spec.offload_size_gb:g} GB"),
         ("Seed", str(spec.seed)),
-        *_simulated(run),
+        *_sources(run),
         ("Run folder", f"<code>{escape(str(run.path))}</code>"),
         ("tmesh version", escape(str(config.get("tmesh_version", "unknown")))),
     ]
@@ -200,10 +200,15 @@ def _shape_rows(spec: WorkloadSpec) -> list[tuple[str, str]]:
     ]
 
 
-def _simulated(run: Run) -> list[tuple[str, str]]:
-    if not run.options.get("demo"):
-        return []
-    return [("Simulated engine (--demo)", escape(str(run.options.get("profile", "unknown"))))]
+def _sources(run: Run) -> list[tuple[str, str]]:
+    """The simulated engine of a demo, the trace a replay sent."""
+    rows = []
+    if run.options.get("demo"):
+        profile = str(run.options.get("profile", "unknown"))
+        rows.append(("Simulated engine (--demo)", escape(profile)))
+    if run.options.get("trace"):
+        rows.append(("Trace replayed", f"<code>{escape(str(run.options['trace']))}</code>"))
+    return rows
 
 
 def redact_key(argv: list[Any]) -> list[str]:

@@ -32,10 +32,12 @@ StopReason = Literal[
     "stopped",
     "interrupted",
     "cancelled",
+    "end",
 ]
 """Why a run ended, as `summary.json` records it: a limit it was given (`duration`,
-`max-requests`), the user (`signal`, and `interrupted` for a second Ctrl-C; `cancelled` when
-the Python task running it was cancelled), a stop rule on
+`max-requests`), the workload running out (`end`: a trace replayed to its end), the user
+(`signal`, and `interrupted` for a second Ctrl-C; `cancelled` when the Python task running it
+was cancelled), a stop rule on
 failing requests (`errors`), or a failure of tmesh's own side (`failed`, `write-error`,
 `worker-lost`); `stopped` when the load ended without naming a reason."""
 STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)
@@ -101,7 +103,8 @@ class RequestPlan:
     `visit` counts how many times this context was sent before (0 = first visit, "cold");
     `rotation` is how many full passes over all contexts preceded this request. A turn of a
     session names its `session` and `turn` (from 1); in chat it carries the whole conversation as
-    `messages`, which replace the prompt.
+    `messages`, which replace the prompt. `max_tokens` replaces the run's output length for this
+    request (a trace gives each its own).
     """
 
     index: int
@@ -115,6 +118,7 @@ class RequestPlan:
     session: int | None = None
     turn: int | None = None
     messages: list[dict[str, str]] | None = None
+    max_tokens: int | None = None
 
     @property
     def prompt(self) -> str:
@@ -135,6 +139,9 @@ class RequestRecord:
     `t0 - t_intended` is how late the client sent it (never hidden: latencies are also reported
     from the intended time). A session's turn names its `session`, its `turn` (from 1) and its
     `idle_gap`, the seconds between the end of the session's previous turn and this request.
+    `prediction` is what an ideal LRU cache of the server's GPU capacity says of the request
+    (`resident`, `evicted` or `new`; see `bench.measure.idealcache`), so TTFT can be read by
+    prediction.
     """
 
     index: int
@@ -160,6 +167,7 @@ class RequestRecord:
     session: int | None = None
     turn: int | None = None
     idle_gap: float | None = None
+    prediction: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -162,3 +162,16 @@ async def test_client_errors_after_a_success_do_not_stop_the_run() -> None:
     loop._send = send
     state = await loop.run()
     assert state.stop_reason == "max-requests"
+
+
+async def test_plans_that_run_out_end_the_run_once_the_last_answer_is_in() -> None:
+    """A trace without --loop: every plan is sent and answered, then the run ends by itself."""
+    server, records = FakeServer(), []
+    plans = itertools.islice(_plans(), 7)
+    loop = LoadLoop(
+        plans, server.send, records.append, _noop_tick, 3, StopRules(), time.monotonic(), 60.0
+    )
+    state = await asyncio.wait_for(loop.run(), timeout=30)
+    assert state.stop_reason == "end"
+    assert sorted(r.index for r in records) == list(range(7))
+    assert state.exhausted and state.finished == state.issued == 7

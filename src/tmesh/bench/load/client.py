@@ -114,9 +114,15 @@ def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(found, key=len, reverse=True))
 
 
-def request_body(config: ClientConfig, prompt: str) -> bytes:
-    """The JSON body of one request, serialised once."""
-    return orjson.dumps(with_prompt(config._body, config.api, prompt))
+def request_body(config: ClientConfig, prompt: str, max_tokens: int | None = None) -> bytes:
+    """The JSON body of one request, serialised once; `max_tokens` replaces the run's output
+    length (and its `min_tokens` with it)."""
+    request = with_prompt(config._body, config.api, prompt)
+    if max_tokens is not None:
+        request["max_tokens"] = max_tokens
+        if "min_tokens" in request:
+            request["min_tokens"] = max_tokens
+    return orjson.dumps(request)
 
 
 def plan_body(config: ClientConfig, plan: RequestPlan) -> bytes:
@@ -124,7 +130,7 @@ def plan_body(config: ClientConfig, plan: RequestPlan) -> bytes:
     prompt."""
     if plan.messages is not None and config.api == "chat":
         return orjson.dumps(with_messages(config._body, plan.messages))
-    return request_body(config, plan.prompt)
+    return request_body(config, plan.prompt, plan.max_tokens)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

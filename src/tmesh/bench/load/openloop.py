@@ -117,6 +117,8 @@ class OpenLoop(ScheduledLoop):
                 break
             self.state.issued += 1
             self._spawn(self._one(plan, due))
+        else:
+            self.state.ran_out()
         await self._wind_down_spawned()
 
     async def _one(self, plan: RequestPlan, due: float) -> None:

@@ -132,6 +132,13 @@ class LoopState:
     stop_reason: StopReason | None = None
     fatal: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    exhausted: bool = False
+    """The plans ran out (a trace without `--loop`): the run ends when the last one finished."""
+
+    def ran_out(self) -> None:
+        self.exhausted = True
+        if self.finished >= self.issued:
+            self.request_stop("end")
 
     def request_stop(self, reason: StopReason, fatal: str | None = None) -> None:
         if self.stop_reason is None:
@@ -256,6 +263,8 @@ class LoopControl:
             )
         if rules.max_requests is not None and state.finished >= rules.max_requests:
             state.request_stop("max-requests")
+        if state.exhausted and state.finished >= state.issued:
+            state.request_stop("end")
         limit = rules.max_consecutive_errors
         if limit is not None and state.consecutive_errors >= limit:
             state.request_stop(
@@ -327,7 +336,10 @@ class LoadLoop(LoopControl):
         freed_at = self.now()
         backoff = 0.0
         while self._may_issue():
-            plan = next(self._plans)
+            plan = next(self._plans, None)
+            if plan is None:
+                self.state.ran_out()
+                return
             self.state.issued += 1
             start = self.now()
             self.meter.dispatched(start - freed_at)

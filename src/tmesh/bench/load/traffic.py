@@ -19,6 +19,7 @@ from tmesh.bench.load.openloop import OpenLoop
 from tmesh.bench.load.runner import LoadLoop, LoopControl, RecordFn, StopRules, TickFn
 from tmesh.bench.load.sessions import SessionLoop
 from tmesh.bench.workload.prompts import PromptSet
+from tmesh.bench.workload.replay import Replay
 from tmesh.bench.workload.schedule import tiling_plans
 from tmesh.bench.workload.sessions import AnswerCosts, Conversations, SessionTexts
 from tmesh.results.records import RequestPlan, RequestRecord
@@ -30,7 +31,8 @@ TrafficKind = Literal["closed", "open", "sessions"]
 class Traffic:
     """What one process sends: `cap` requests in flight at most (its share of `--max-inflight`),
     the contexts' `prompts` or the `sessions`' texts, and for the open loop the total `rate` and
-    its `arrival` process. `worker` of `workers` says which share is this process's."""
+    its `arrival` process. `worker` of `workers` says which share is this process's. A trace's
+    `replay` brings its own plans, and its own arrival times for the open loop."""
 
     kind: TrafficKind
     cap: int
@@ -41,6 +43,7 @@ class Traffic:
     arrival: str = "poisson"
     worker: int = 0
     workers: int = 1
+    replay: Replay | None = None
 
     def part(self, worker: int, workers: int, cap: int) -> Traffic:
         return replace(self, worker=worker, workers=workers, cap=cap)
@@ -75,10 +78,18 @@ def make_loop(
         record.worker = worker
         return record
 
-    assert traffic.prompts is not None
-    plans = worker_plans(traffic.prompts, traffic.seed, worker, workers)
+    if traffic.replay is not None:
+        plans = traffic.replay.plans()
+    else:
+        assert traffic.prompts is not None
+        plans = worker_plans(traffic.prompts, traffic.seed, worker, workers)
     if traffic.kind == "closed":
         return LoadLoop(plans, send, on_record, on_tick, traffic.cap, rules, origin, interval_s)
+    if traffic.replay is not None:
+        return OpenLoop(
+            plans, traffic.replay.arrivals(), send, on_record, on_tick, traffic.cap, rules,
+            origin, interval_s, None,
+        )  # fmt: skip
     assert traffic.rate is not None
     arrivals = schedule(parse_arrival(traffic.arrival), traffic.rate, traffic.seed)
     times = share(arrivals, worker, workers)

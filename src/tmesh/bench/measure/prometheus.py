@@ -29,6 +29,8 @@ EXTERNAL_QUERIES, EXTERNAL_HITS = "external_queries", "external_hits"
 LMCACHE_REQUESTED, LMCACHE_HITS = "lmcache_requested_tokens", "lmcache_hit_tokens"
 SGLANG_DEVICE, SGLANG_OFFLOAD = "sglang_cached_device", "sglang_cached_offload"
 LLAMACPP_CACHED = "llamacpp_cached_prompt_tokens"
+# A gauge of a sample that only the ideal-cache score reads: the tokens per KV block.
+KV_BLOCK_SIZE = "kv_block_size"
 
 
 # Sample key -> names that carry it, newest first: several names are aliases of one
@@ -149,6 +151,7 @@ def parse_server_metrics(text: str) -> ServerSample:
     gauges = {key: _first(series, _sum, *names) for key, names in _SUMMED_GAUGES}
     gauges.update({key: _first(series, _mean, *names) for key, names in _MEAN_GAUGES})
     gauges[figures.GPU_CAPACITY_TOKENS.key] = _gpu_capacity(series)
+    gauges[KV_BLOCK_SIZE] = _block_size(series)
     return ServerSample(counters=_known(counters), gauges=_known(gauges))
 
 
@@ -280,6 +283,13 @@ def _gpu_capacity(series: Series) -> float | None:
     if found:
         return total
     return _first(series, _sum, _SGLANG_CAPACITY)
+
+
+def _block_size(series: Series) -> float | None:
+    """vLLM's KV block size (`cache_config_info`): a prefix cache holds only whole blocks."""
+    sizes = [_int(labels.get("block_size")) for labels, _ in series.get(_CACHE_CONFIG, [])]
+    known = [size for size in sizes if size]
+    return float(known[0]) if known else None
 
 
 def _int(text: str | None) -> int | None:

@@ -128,6 +128,19 @@ class Writer:
             left -= self.cost[word.rstrip(COMMA)]
         return head + "".join(body) + last + PERIOD
 
+    def exact_words(self, rng: random.Random, units: int) -> str | None:
+        """Words alone (no starter, no period) costing exactly `units`: a text too short for a
+        sentence, such as a prompt's last partial block; None if no words add up to it."""
+        reach = self._reachable(units, sorted(self.by_cost))
+        if units < 0 or not reach[units]:
+            return None
+        words = []
+        while units:
+            word = rng.choice(self._last_words(units, reach))
+            words.append(word)
+            units -= self.cost[word]
+        return "".join(words)
+
     def _last_words(self, units: int, reach: list[bool]) -> list[str]:
         """Words that can end a body of `units` (what precedes them is reachable)."""
         return [

@@ -8,10 +8,16 @@ evict and a bigger offload tier to pay off.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from tmesh.bench.workload.prompts import PromptSet
 from tmesh.results.records import RequestPlan
+
+CacheSegments = list[tuple[Hashable, int]]
+"""A prompt as a prefix cache sees it: (key, tokens) runs, equal keys for equal tokens, None for
+tokens no other prompt shares."""
+OVERHEAD_KEY = "tmesh-request-overhead"
+"""The key of the tokens a server puts in front of every prompt (a BOS token)."""
 
 
 def tiling_plans(prompt_set: PromptSet, seed: int) -> Iterator[RequestPlan]:
@@ -50,3 +56,18 @@ def tiling_plans(prompt_set: PromptSet, seed: int) -> Iterator[RequestPlan]:
             )
             index += 1
         rotation += 1
+
+
+def tiling_segments(prompt_set: PromptSet, seed: int) -> Iterator[tuple[int, CacheSegments, int]]:
+    """Each plan of `tiling_plans` as the ideal-cache score sees it: its index, its segments (the
+    server's per-request tokens, its context, its question) and its prompt tokens."""
+    for plan in tiling_plans(prompt_set, seed):
+        segments = overhead_segment(prompt_set.overhead)
+        segments.append((("context", plan.context_id), prompt_set.context_tokens[plan.context_id]))
+        segments.append((None, plan.expected_prompt_tokens - sum(n for _, n in segments)))
+        yield plan.index, segments, plan.expected_prompt_tokens
+
+
+def overhead_segment(overhead: int) -> CacheSegments:
+    """The tokens every request starts with, as one segment (none when there are none)."""
+    return [(OVERHEAD_KEY, overhead)] if overhead else []

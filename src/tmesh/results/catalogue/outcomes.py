@@ -17,6 +17,7 @@ STOP_REASON_WORDS: dict[str, str] = {
     "stopped": "the load ended",
     "interrupted": "interrupted by a second Ctrl-C",
     "cancelled": "stopped: the Python task running it was cancelled",
+    "end": "the trace was replayed to its end",
 }
 """Why a run ended, as the summary says it."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tmesh.results.catalogue.units import BYTES, COUNT, FRACTION, RATIO, TOKENS
+from tmesh.results.catalogue.units import BYTES, COUNT, FRACTION, RATIO, SECONDS, TOKENS
 
 Source = Literal["server", "tmesh"]
 SERVER: Source = "server"
@@ -130,6 +130,39 @@ WARM_COLD_TTFT_RATIO = _derived(
     "warm_cold_ttft_ratio", "first-visit / revisit TTFT", RATIO,
     "median first-visit TTFT / median revisit TTFT, as the client measured them",
 )  # fmt: skip
+MEASURED_HIT_RATE = _derived(
+    "measured_hit_rate", "measured prefix-cache hit rate", FRACTION,
+    "prompt tokens the server took from any cache tier (GPU or offload) / tokens looked up",
+)  # fmt: skip
+IDEAL_LRU_HIT_RATE = _derived(
+    "ideal_lru_hit_rate", "ideal LRU hit rate at GPU capacity", FRACTION,
+    "hit rate of an ideal LRU prefix cache of the GPU KV capacity over the same requests",
+)  # fmt: skip
+IDEAL_INFINITE_HIT_RATE = _derived(
+    "ideal_infinite_hit_rate", "infinite-cache hit rate", FRACTION,
+    "hit rate of a prefix cache that never evicts over the same requests: all the reuse there was",
+)  # fmt: skip
+REUSE_EFFICIENCY = _derived(
+    "reuse_efficiency", "reuse efficiency", RATIO,
+    "measured hit rate / ideal LRU hit rate: the share of the reuse within the GPU's reach that "
+    "the stack got (above 1: an offload tier added capacity)",
+)  # fmt: skip
+IDEAL_CACHE_TOKENS = _derived(
+    "ideal_cache_tokens", "ideal LRU cache size", TOKENS,
+    "capacity of the ideal LRU cache: the server's GPU KV capacity, or --cache-tokens",
+)  # fmt: skip
+TTFT_RESIDENT = _derived(
+    "ttft_p50_resident", "TTFT p50, GPU-resident", SECONDS,
+    "median TTFT of requests whose shared prefix the ideal LRU cache still held",
+)  # fmt: skip
+TTFT_EVICTED = _derived(
+    "ttft_p50_evicted", "TTFT p50, evicted", SECONDS,
+    "median TTFT of requests whose shared prefix the ideal LRU cache had evicted",
+)  # fmt: skip
+TTFT_NEW = _derived(
+    "ttft_p50_new", "TTFT p50, new", SECONDS,
+    "median TTFT of requests sharing nothing with earlier ones",
+)  # fmt: skip
 
 SERVER_METRICS = (
     GPU_HIT_RATE, EXTERNAL_HIT_RATE, LMCACHE_HIT_RATE, SGLANG_CACHE_HIT_RATE, KV_USAGE, RUNNING,
@@ -137,6 +170,8 @@ SERVER_METRICS = (
     GPU_QUERY_TOKENS, EXTERNAL_QUERY_TOKENS, COMPUTED_PROMPT_TOKENS, GENERATION_TOKENS,
     OFFLOAD_STORE_BYTES, LMCACHE_STORED_TOKENS, GPU_CAPACITY_TOKENS, LMCACHE_LOCAL_CACHE_BYTES,
     WORKING_SET_TOKENS, REVISIT_GPU_HIT_RATE, REVISIT_EXTERNAL_HIT_RATE, WARM_COLD_TTFT_RATIO,
+    MEASURED_HIT_RATE, IDEAL_LRU_HIT_RATE, IDEAL_INFINITE_HIT_RATE, REUSE_EFFICIENCY,
+    IDEAL_CACHE_TOKENS, TTFT_RESIDENT, TTFT_EVICTED, TTFT_NEW,
 )  # fmt: skip
 """Every server figure, reported ones first; `key` is unique."""
 SERVER_BY_KEY = {metric.key: metric for metric in SERVER_METRICS}
@@ -215,5 +250,24 @@ LINES = (
         "construction, left out)",
     ),
     _line("TTFT First Visit / Revisit", WARM_COLD_TTFT_RATIO),
+    ServerLine(
+        "Prefix Cache Hit Rate vs Ideal",
+        (
+            (MEASURED_HIT_RATE, "measured"),
+            (IDEAL_LRU_HIT_RATE, "LRU at GPU capacity"),
+            (IDEAL_INFINITE_HIT_RATE, "infinite"),
+        ),
+        "share of prompt tokens served from cache: as the server measured it, and as an ideal "
+        "LRU cache of its GPU KV capacity and a cache that never evicts would have served the "
+        "same requests",
+    ),
+    _line("Reuse Efficiency (measured / LRU)", REUSE_EFFICIENCY),
+    _line("Ideal LRU Cache Size (tokens)", IDEAL_CACHE_TOKENS),
+    ServerLine(
+        "TTFT p50 by Ideal-Cache Prediction",
+        ((TTFT_RESIDENT, "GPU-resident"), (TTFT_EVICTED, "evicted"), (TTFT_NEW, "new")),
+        "median TTFT of the requests an ideal LRU cache of the GPU's size still held, had "
+        "evicted, or had never seen",
+    ),
 )
 """Every figure of `SERVER_METRICS` on exactly one line, the server's lines first."""
