@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from tmesh.bench.endpoint.discovery import (
 from tmesh.bench.endpoint.session import open_session
 from tmesh.bench.load.client import ClientConfig
 from tmesh.bench.load.http import Pool
-from tmesh.bench.load.runner import LoopControl, StopRules, TickFn
+from tmesh.bench.load.runner import LoopControl, Stopper, StopRules, TickFn
 from tmesh.bench.load.traffic import Traffic, TrafficKind, make_loop
 from tmesh.bench.measure.goodput import parse_slo
 from tmesh.bench.measure.idealcache import (
@@ -130,8 +131,15 @@ def masked_argv(argv: list[str], key: str | None) -> list[str]:
 class Session:
     """One measured run: owns the recorder, files, scraper and exporter for its lifetime."""
 
-    def __init__(self, opts: BenchmarkOptions, prep: Prepared, view: View) -> None:
+    def __init__(
+        self,
+        opts: BenchmarkOptions,
+        prep: Prepared,
+        view: View,
+        on_interval: Callable[[IntervalSnapshot], None] | None = None,
+    ) -> None:
         self.opts, self.prep, self.view = opts, prep, view
+        self.on_interval = on_interval
         self.origin = time.monotonic()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.recorder = Recorder(
@@ -212,6 +220,8 @@ class Session:
             if isinstance(self.loop, PartsDriver):
                 self.exporter.count(snap.interval_stats)
             self.exporter.update(snap)
+        if self.on_interval is not None:
+            self.on_interval(snap)
         return snap
 
     async def _scrape_interval(self) -> dict[str, float] | None:
@@ -260,12 +270,18 @@ class Session:
 
 
 async def measure(
-    opts: BenchmarkOptions, prep: Prepared, view: View, spread: Spread | None = None
+    opts: BenchmarkOptions,
+    prep: Prepared,
+    view: View,
+    stopper: Stopper | None = None,
+    on_interval: Callable[[IntervalSnapshot], None] | None = None,
+    spread: Spread | None = None,
 ) -> Outcome:
-    """Run the load loop until a stop rule or a signal, and show the summary; `spread` runs it
-    on a cluster."""
+    """Run the load loop until a stop rule, a signal or `stopper`, and show the summary;
+    `on_interval` gets each interval's snapshot as it is written, the last (partial) one too;
+    `spread` runs the load on a cluster."""
     spec = prep.spec
-    run = Session(opts, prep, view)
+    run = Session(opts, prep, view, on_interval)
     if run.exporter:
         run.exporter.start()
         view.progress(f"tmesh metrics at http://127.0.0.1:{run.exporter.port}/metrics")
@@ -291,6 +307,8 @@ async def measure(
         run.start_predicting()
 
         loop = run.loop = _load_loop(opts, prep, run, pool, config, session, spread)
+        if stopper is not None:
+            stopper.attach(loop)
         try:
             with _signals(loop, run, view):
                 state = await loop.run()
@@ -378,22 +396,29 @@ def _traffic(opts: BenchmarkOptions, prep: Prepared) -> Traffic:
 
 
 class _signals:
-    """SIGINT/SIGTERM stop the run gracefully; a second SIGINT exits at once with files valid."""
+    """SIGINT/SIGTERM stop the run gracefully; a second SIGINT exits at once with files valid.
+
+    Signals reach only the main thread: a run in another thread (the Python API called from a
+    worker thread) is stopped by its caller instead, through a `Stopper`.
+    """
 
     def __init__(self, loop: LoopControl, run: Session, view: View) -> None:
         self.loop, self.run, self.view = loop, run, view
         self.count = 0
+        self.installed = threading.current_thread() is threading.main_thread()
 
     def __enter__(self) -> _signals:
-        aio = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            aio.add_signal_handler(sig, self._handle, sig)
+        if self.installed:
+            aio = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                aio.add_signal_handler(sig, self._handle, sig)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        aio = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            aio.remove_signal_handler(sig)
+        if self.installed:
+            aio = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                aio.remove_signal_handler(sig)
 
     def _handle(self, sig: signal.Signals) -> None:
         self.count += 1

@@ -18,7 +18,9 @@ COMMANDS = {
     "benchmark": "discover the model at an endpoint and run the workload until stopped",
     "simulate": "run the simulated inference engine",
     "report": "self-contained HTML report of one run",
-    "compare": "compare two or more runs (or sweeps) side by side",
+    "compare": "compare two or more runs (or sweeps) side by side (--fail-on: a regression gate)",
+    "export": "a run's requests as Parquet",
+    "history": "many runs over time: per-endpoint series, changes beyond noise, SQL",
     "sweep": "run the benchmark once per value of one knob and draw the curve",
 }
 ArgsFn = Callable[[argparse.ArgumentParser], None]
@@ -41,14 +43,23 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _command(name: str) -> tuple[ArgsFn, RunFn]:
-    """A command's flags and runner. Imported on use: the report and simulator commands load
-    matplotlib and the engine (about two seconds), which a benchmark run should not pay for."""
+    """A command's flags and runner. Imported on use: the report, history and simulator commands
+    load matplotlib, DuckDB and the engine (about two seconds), which a benchmark run should not
+    pay for."""
     if name == "benchmark":
         return benchmark.add_arguments, benchmark.run_command
     if name == "simulate":
         from tmesh.cli import simulate
 
         return simulate.add_arguments, simulate.run_command
+    if name == "export":
+        from tmesh.cli import export
+
+        return export.add_arguments, export.run_command
+    if name == "history":
+        from tmesh.cli import history
+
+        return history.add_arguments, history.run_command
     if name == "sweep":
         from tmesh.cli import sweep
 

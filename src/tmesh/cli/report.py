@@ -2,39 +2,25 @@
 
 The top-level CLI adds these arguments to its sub-parsers and calls `run_report`/`run_compare`;
 everything that can go wrong (a folder that is not a run, mismatched workloads, an unwritable
-output) becomes one line on stderr and exit code 2.
+output, a `--fail-on` that does not parse) becomes one line on stderr and exit code 2. A limit of
+`--fail-on` crossed is a failed comparison: one line naming it, exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from tmesh.report import formats
-from tmesh.report.compare import CompareError, Comparison, compare_runs
-from tmesh.report.compare_html import render_compare
-from tmesh.report.html import render_report
-from tmesh.report.load import Run, RunLoadError, load_run
+from tmesh.report.compare import CompareError, compare_runs
+from tmesh.report.gate import GateError, crossings, parse_limits
+from tmesh.report.load import RunLoadError, load_run
+from tmesh.report.render import COMPARE_RENDERERS, FORMATS, REPORT_RENDERERS, format_of
 from tmesh.report.sweep_html import SweepCompareError, render_sweeps
+from tmesh.results.catalogue.names import UnknownMetricError
 from tmesh.results.sweeps import SweepLoadError, is_sweep, read_sweep
 
-FORMATS = ("html", "md", "csv", "json")
-SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".csv": "csv", ".json": "json"}
-EXIT_OK, EXIT_USAGE = 0, 2
-REPORT_RENDERERS: dict[str, Callable[[Run], str]] = {
-    "html": render_report,
-    "md": formats.report_markdown,
-    "csv": formats.report_csv,
-    "json": formats.report_json,
-}
-COMPARE_RENDERERS: dict[str, Callable[[Comparison], str]] = {
-    "html": render_compare,
-    "md": formats.compare_markdown,
-    "csv": formats.compare_csv,
-    "json": formats.compare_json,
-}
+EXIT_OK, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
 
 class OutputError(Exception):
@@ -71,6 +57,12 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare runs whose workloads differ (model, input/output length, contexts)",
     )
+    parser.add_argument(
+        "--fail-on",
+        metavar="LIMITS",
+        help="exit 1 when a run moved past a limit from the first, beyond the runs' noise: "
+        "comma-separated METRIC>+N%% or METRIC<-N%% (e.g. ttft_p50>+10%%,qps<-5%%)",
+    )
 
 
 def _add_output_arguments(parser: argparse.ArgumentParser, default_html: str) -> None:
@@ -91,7 +83,7 @@ def _add_output_arguments(parser: argparse.ArgumentParser, default_html: str) ->
 def run_report(args: argparse.Namespace) -> int:
     try:
         run = load_run(args.run_dir)
-        fmt = _format(args)
+        fmt = format_of(args.format, args.output)
         text = REPORT_RENDERERS[fmt](run)
         _emit(text, _target(args.output, fmt, Path(args.run_dir) / "report.html"))
     except (RunLoadError, OutputError) as exc:
@@ -103,22 +95,29 @@ def run_compare(args: argparse.Namespace) -> int:
     try:
         if len(args.runs) < 2:
             raise CompareError("compare needs at least two run folders")
+        limits = parse_limits(args.fail_on) if args.fail_on is not None else []
         labels = args.labels.split(",") if args.labels else None
         if all(is_sweep(Path(path)) for path in args.runs):
             return _compare_sweeps(args, labels)
-        fmt = _format(args)
+        fmt = format_of(args.format, args.output)
         runs = [load_run(path) for path in args.runs]
         comparison = compare_runs(runs, labels, force=args.force)
         text = COMPARE_RENDERERS[fmt](comparison)
         _emit(text, _target(args.output, fmt, Path("compare.html")))
-    except (RunLoadError, CompareError, OutputError) as exc:
+    except (RunLoadError, CompareError, OutputError, GateError, UnknownMetricError) as exc:
         return _fail("compare", exc)
+    crossed = crossings(comparison, limits)
+    if crossed:
+        print(f"tmesh-cli compare: regression: {'; '.join(crossed)}", file=sys.stderr)
+        return EXIT_REGRESSION
     return EXIT_OK
 
 
 def _compare_sweeps(args: argparse.Namespace, labels: list[str] | None) -> int:
     """Sweep folders: their curves overlaid on one page (HTML only)."""
-    if _format(args) != "html":
+    if args.fail_on is not None:
+        raise CompareError("--fail-on compares runs, not sweeps")
+    if format_of(args.format, args.output) != "html":
         raise OutputError("sweeps are compared as an HTML page (their sweep.json are the data)")
     if labels is not None and len(labels) != len(args.runs):
         raise CompareError(f"--labels names {len(labels)} sweeps, {len(args.runs)} were given")
@@ -128,14 +127,6 @@ def _compare_sweeps(args: argparse.Namespace, labels: list[str] | None) -> int:
         raise CompareError(str(exc)) from None
     _emit(text, _target(args.output, "html", Path("compare.html")))
     return EXIT_OK
-
-
-def _format(args: argparse.Namespace) -> str:
-    if args.format:
-        return str(args.format)
-    if args.output and args.output != "-":
-        return SUFFIXES.get(Path(args.output).suffix.lower(), "html")
-    return "html"
 
 
 def _target(output: str | None, fmt: str, default_html: Path) -> Path | None:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tmesh.api.benchmark import SETUP_ERRORS
+from tmesh.api.engine import demo_knobs, simulate
 from tmesh.bench.options import BenchmarkOptions
 from tmesh.bench.output.view import View
-from tmesh.cli.benchmark import SETUP_ERRORS, check_flags, failure, options_from_args
-from tmesh.cli.demo import demo_engine
+from tmesh.bench.prepare import BenchmarkError
+from tmesh.cli.benchmark import check_flags, failure, options_from_args
 from tmesh.cli.flags import (
     EXIT_OK,
     EXIT_RUN_FAILED,
@@ -62,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
             outcome = asyncio.run(run_sweep(opts, sweep_opts, view))
     except (Exception, KeyboardInterrupt) as exc:
         interrupted = "interrupted; the points measured so far are in sweep.json"
-        return failure(exc, view, interrupted, (*SETUP_ERRORS, SweepError))
+        return failure(exc, view, interrupted, (*SETUP_ERRORS, BenchmarkError, SweepError))
     return _finish(outcome, view)
 
 
@@ -94,7 +96,7 @@ def _demo(opts: BenchmarkOptions, view: View) -> Iterator[None]:
         f"starting the simulated engine (profile {opts.profile}); prompts of "
         f"{opts.input_length} tokens, answers of {opts.output_length}"
     )
-    with demo_engine(opts.profile, opts.gpu_kv_tokens) as url:
+    with simulate(opts.profile, **demo_knobs(opts.profile, opts.gpu_kv_tokens)) as url:
         opts.endpoint = url
         yield
 

@@ -104,7 +104,7 @@ def compare_runs(
     warnings = [f"Workloads differ, compared anyway (--force): {'; '.join(differences)}."]
     warnings = warnings if differences else []
     warnings.extend(_duration_warning(runs, labels))
-    rows = [Row(metric, _cells(runs, metric)) for metric in COMPARED]
+    rows = [Row(metric, cells(runs, metric)) for metric in COMPARED]
     comparison = Comparison(runs, labels, rows, "", warnings)
     comparison.verdict = verdict(comparison)
     return comparison
@@ -163,7 +163,8 @@ def _duration_warning(runs: list[Run], labels: list[str]) -> list[str]:
     ]
 
 
-def _cells(runs: list[Run], metric: Metric) -> list[Cell]:
+def cells(runs: list[Run], metric: Metric) -> list[Cell]:
+    """Each run's value of `metric`, set against the first run's and its noise."""
     reference = runs[0]
     base = metric.value(reference.summary)
     cells = [Cell(base)]
@@ -181,7 +182,14 @@ def _cells(runs: list[Run], metric: Metric) -> list[Cell]:
 
 def significant(a: Run, b: Run, metric: Metric, value_a: float, value_b: float) -> bool | None:
     """Whether |b - a| exceeds twice the combined standard error of the runs' interval values."""
-    noise_a, noise_b = standard_error(a, metric), standard_error(b, metric)
+    return beyond_noise(value_a, value_b, standard_error(a, metric), standard_error(b, metric))
+
+
+def beyond_noise(
+    value_a: float, value_b: float, noise_a: float | None, noise_b: float | None
+) -> bool | None:
+    """Whether two runs' values differ by more than twice their combined standard error (None
+    when either's noise is unknown)."""
     if noise_a is None or noise_b is None:
         return None
     return abs(value_b - value_a) > SIGNIFICANCE_FACTOR * math.hypot(noise_a, noise_b)

@@ -59,6 +59,11 @@ class RequestColumns:
     def ok_count(self) -> int:
         return len(self.ttft)
 
+    @classmethod
+    def none(cls) -> RequestColumns:
+        """No request read (yet)."""
+        return cls(np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.int64))
+
 
 @dataclass
 class Run:
@@ -88,14 +93,18 @@ class Run:
         return options if isinstance(options, dict) else {}
 
 
-def load_run(path: Path | str) -> Run:
-    """Load a run folder; raises `RunLoadError` with a one-line message when it is not usable."""
+def load_run(path: Path | str, requests: bool = True) -> Run:
+    """Load a run folder; raises `RunLoadError` with a one-line message when it is not usable.
+
+    `requests=False` leaves the per-request columns empty when the summary and the intervals
+    are whole: a history of many runs, or the Python API's result, needs only those at first.
+    """
     root = Path(path)
     _check_folder(root)
     notes: list[str] = []
     config = _read_config(root)
     spec = _workload(root, config)
-    intervals = list(_read_jsonl(root / INTERVALS, IntervalSnapshot, notes))
+    intervals = list(read_jsonl(root / INTERVALS, IntervalSnapshot, notes))
     summary, problem = _read_summary(root)
     replay = Replay(
         spec,
@@ -104,20 +113,25 @@ def load_run(path: Path | str) -> Run:
         *_measures(config),
     )
     needs_replay = summary is None or not intervals
-    requests = _read_requests(root, notes, replay if needs_replay else None)
+    columns = (
+        _read_requests(root, notes, replay if needs_replay else None)
+        if requests or needs_replay
+        else RequestColumns.none()
+    )
     summary_source, intervals_source = SUMMARY, INTERVALS
     if summary is None:
         summary = replay.summary(intervals)
         summary_source = RECOMPUTED
         notes.append(f"{problem}; the figures were recomputed from requests.jsonl")
-    notes.extend(_count_mismatch(summary, requests))
+    if requests or needs_replay:
+        notes.extend(_count_mismatch(summary, columns))
     if not intervals:
         intervals = replay.finish()
         intervals_source = RECOMPUTED
         if intervals:
             notes.append(f"{INTERVALS} is missing or empty; the time series were recomputed")
     return Run(
-        root, config, spec, summary, summary_source, intervals, intervals_source, requests, notes
+        root, config, spec, summary, summary_source, intervals, intervals_source, columns, notes
     )
 
 
@@ -231,13 +245,13 @@ def _finishing_order(root: Path, notes: list[str]) -> Iterator[RequestRecord]:
     finished."""
     return finishing_order(
         [
-            (record for path in stream for record in _read_jsonl(path, RequestRecord, notes))
+            (record for path in stream for record in read_jsonl(path, RequestRecord, notes))
             for stream in request_streams(root)
         ]
     )
 
 
-def _read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:
+def read_jsonl(path: Path, cls: type[T], notes: list[str]) -> Iterator[T]:
     """Records of a JSONL file, one line at a time; damaged lines are skipped and counted."""
     if not path.exists():
         return

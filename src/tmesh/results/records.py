@@ -31,11 +31,13 @@ StopReason = Literal[
     "worker-lost",
     "stopped",
     "interrupted",
+    "cancelled",
     "end",
 ]
 """Why a run ended, as `summary.json` records it: a limit it was given (`duration`,
 `max-requests`), the workload running out (`end`: a trace replayed to its end), the user
-(`signal`, and `interrupted` for a second Ctrl-C), a stop rule on
+(`signal`, and `interrupted` for a second Ctrl-C; `cancelled` when the Python task running it
+was cancelled), a stop rule on
 failing requests (`errors`), or a failure of tmesh's own side (`failed`, `write-error`,
 `worker-lost`); `stopped` when the load ended without naming a reason."""
 STOP_REASONS: tuple[StopReason, ...] = get_args(StopReason)

@@ -83,6 +83,10 @@ def check_run_dir(path: Path) -> None:
                 folder.rmdir()
 
 
+DERIVED = ("ttft", "itl", "e2e", "prefill_throughput", "decode_throughput")
+"""The metrics `requests.jsonl` holds beside each record's own fields (`request_row`)."""
+
+
 def request_row(record: RequestRecord) -> dict[str, Any]:
     """A record as written to `requests.jsonl`, derived metrics included for readers' convenience.
 

@@ -372,3 +372,23 @@ def next_backoff(record: RequestRecord, previous: float) -> float:
     if record.error in ("connect", "timeout"):
         return min(max(previous * 2, CONNECT_BACKOFF_START_S), CONNECT_BACKOFF_MAX_S)
     return 0.0
+
+
+class Stopper:
+    """A stop asked for from outside the run, as a signal would: the Python API's cancelled
+    task or failed progress callback. It may come before the load loop exists (during the
+    first scrape), so it is kept until the loop is attached."""
+
+    def __init__(self) -> None:
+        self.reason: StopReason | None = None
+        self._loop: LoopControl | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        self.reason = self.reason or reason
+        if self._loop is not None:
+            self._loop.request_stop(self.reason)
+
+    def attach(self, loop: LoopControl) -> None:
+        self._loop = loop
+        if self.reason is not None:
+            loop.request_stop(self.reason)

@@ -16,6 +16,7 @@ STOP_REASON_WORDS: dict[str, str] = {
     "worker-lost": "stopped: a load-generating worker process was lost",
     "stopped": "the load ended",
     "interrupted": "interrupted by a second Ctrl-C",
+    "cancelled": "stopped: the Python task running it was cancelled",
     "end": "the trace was replayed to its end",
 }
 """Why a run ended, as the summary says it."""
