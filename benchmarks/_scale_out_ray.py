@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import atexit
 import os
+import shutil
 import socket
 import statistics
 import tempfile
@@ -38,6 +39,7 @@ from tmesh.results.records import ClientHealth, RunSummary  # noqa: E402
 Run = Callable[..., Awaitable[RunSummary]]
 ACCURACY_CONTEXTS = 5000
 _ROOT = Path(tempfile.mkdtemp(prefix="tmesh-scale-out-"))
+atexit.register(shutil.rmtree, _ROOT, True)
 _NODES: Any = None
 _CONNECTED: RayCluster | None = None
 

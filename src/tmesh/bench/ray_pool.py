@@ -66,20 +66,23 @@ class PartActor:
         self._loop: LoopControl | None = None
         self._stop_asked = False
         self._task: asyncio.Task[None] | None = None
-        self.folder = tempfile.mkdtemp(prefix="tmesh-part-")
+        self.folder: str | None = None
 
     def where(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
         return {"node": context.get_node_id(), "ip": ray.util.get_node_ip_address(),
-                "pid": os.getpid(), "folder": self.folder}  # fmt: skip
+                "pid": os.getpid()}  # fmt: skip
 
     def clock(self) -> float:
         return time.monotonic()
 
-    async def start(self, task: PartTask) -> None:
+    async def start(self, task: PartTask) -> str:
+        """Start the part; returns the folder on this node that holds its request files."""
+        self.folder = tempfile.mkdtemp(prefix="tmesh-part-")
         config = replace(task.config, headers=auth_headers(self._key))
         task = replace(task, config=config, folder=self.folder)
         self._task = asyncio.get_running_loop().create_task(run_part(task, self._ship, self._wire))
+        return self.folder
 
     def _ship(self, report: PartReport) -> None:
         self._reports.append(report)
@@ -113,7 +116,8 @@ class PartActor:
             return handle.read(CHUNK_BYTES)
 
     def remove_files(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @dataclass
@@ -123,7 +127,7 @@ class Placement:
     node: str
     ip: str
     pid: int
-    folder: str
+    folder: str | None = None
     offset_s: float = 0.0
     uncertainty_s: float = 0.0
 
@@ -207,7 +211,7 @@ class RayCluster:
             places = ray.get([a.where.remote() for a in self.actors], timeout=ACTOR_READY_TIMEOUT_S)
         except (GetTimeoutError, RayError) as exc:
             raise ClusterError(f"the actors did not start: {first_line(exc)}") from None
-        self.placements = [Placement(p["node"], p["ip"], p["pid"], p["folder"]) for p in places]
+        self.placements = [Placement(p["node"], p["ip"], p["pid"]) for p in places]
 
     def describe(self) -> str:
         """The placement, shown before the run."""
@@ -268,7 +272,7 @@ class RayPool(PartsDriver):
         for part in started:
             origin = self._origin + self.cluster.placements[part].offset_s
             task = replace(self.tasks[part], origin=origin, start_at=start_at)
-            await self.actors[part].start.remote(task)
+            self.cluster.placements[part].folder = await self.actors[part].start.remote(task)
             self._pollers.append(asyncio.create_task(self._poll(part, self.actors[part])))
 
     async def _poll(self, part: int, actor: Any) -> None:
@@ -318,8 +322,11 @@ class RayPool(PartsDriver):
         await actor.remove_files.remote()
 
     def _placement(self, part: int) -> dict[str, Any]:
+        """Where a part ran and its clock; a lost part's requests are left in `folder`."""
         place = self.cluster.placements[part]
+        lost = {"folder": place.folder} if part in self.lost else {}
         return {
+            **lost,
             "node": place.node, "ip": place.ip, "pid": place.pid,
             "clock_offset_ms": 1000 * place.offset_s,
             "clock_uncertainty_ms": 1000 * place.uncertainty_s,

@@ -137,8 +137,11 @@ async def run_and_kill(address: str, folder: Path, tolerate: bool) -> tuple:
             ray.kill(nodes.actors[1])
             state = await asyncio.wait_for(running, 60)
             parts = pool.parts_summary()
+            dead = nodes.placements[1].folder
         finally:
             nodes.close()
+    assert dead is not None and Path(dead).is_dir(), "a dead actor's requests stay on its node"
+    shutil.rmtree(dead)
     return state, snaps, parts
 
 
@@ -148,6 +151,7 @@ async def test_a_dead_actor_stops_the_run_naming_it(cluster, tmp_path) -> None:
     assert state.fatal.startswith("stopping: actor 1 on node 127.0.0.1 (")
     assert "died" in state.fatal
     assert parts[1]["lost"] and "files" in parts[0]
+    assert parts[1]["folder"], "where the lost actor's requests are"
 
 
 async def test_a_tolerated_loss_goes_on_and_is_said(cluster, tmp_path) -> None:
