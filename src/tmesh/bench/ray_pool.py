@@ -140,6 +140,8 @@ class RayCluster:
         tolerate_loss: bool = False,
     ) -> None:  # fmt: skip
         self.gather, self.tolerate_loss = gather, tolerate_loss
+        self.say: Callable[[str], None] = lambda text: None
+        """Where the clock offsets are told (the view's progress line)."""
         self._home: str | None = None
         if address is None:
             self._start_local()
@@ -217,9 +219,9 @@ class RayCluster:
         """The placement, shown before the run."""
         nodes = {p.node for p in self.placements}
         where = ", ".join(f"{i} on {p.ip} ({p.node[:8]})" for i, p in enumerate(self.placements))
-        return (
-            f"ray: {len(self.actors)} actors on {len(nodes)} nodes ({self.strategy}): actor {where}"
-        )
+        actors = f"{len(self.actors)} actor" + ("s" if len(self.actors) > 1 else "")
+        hosts = f"{len(nodes)} node" + ("s" if len(nodes) > 1 else "")
+        return f"ray: {actors} on {hosts} ({self.strategy}): actor {where}"
 
     def spread(self, template: PartTask, recorder: Recorder, on_tick: TickFn) -> RayPool:
         return RayPool(self, template, recorder, on_tick, self.gather, self.tolerate_loss)
@@ -269,6 +271,7 @@ class RayPool(PartsDriver):
             place.offset_s, place.uncertainty_s = offset, uncertainty
             started.append(part)
         start_at = self.now() + START_BARRIER_S
+        self.cluster.say(self._clocks(started))
         for part in started:
             origin = self._origin + self.cluster.placements[part].offset_s
             task = replace(self.tasks[part], origin=origin, start_at=start_at)
@@ -292,6 +295,13 @@ class RayPool(PartsDriver):
                 self.report(report)
                 if report.end is not None:
                     return
+
+    def _clocks(self, parts: list[int]) -> str:
+        places = [self.cluster.placements[part] for part in parts]
+        offsets = ", ".join(
+            f"{1000 * p.offset_s:+.2f} ± {1000 * p.uncertainty_s:.2f} ms" for p in places
+        )
+        return f"ray: actors' clocks against the driver's: {offsets}; all start together"
 
     def _node(self, part: int) -> str:
         place = self.cluster.placements[part]

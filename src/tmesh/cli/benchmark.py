@@ -119,6 +119,7 @@ def _cluster(opts: BenchmarkOptions, view: View) -> Iterator[Spread | None]:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BenchmarkError(f"ray: cannot use the cluster at {address}: {exc}") from None
     view.progress(cluster.describe())
+    cluster.say = view.progress
     try:
         yield cluster.spread
     finally:

@@ -87,6 +87,7 @@ async def test_a_run_on_two_nodes(cluster, tmp_path) -> None:
         )  # fmt: skip
     assert result.code == 0, result.stderr
     assert "2 actors on 2 nodes (STRICT_SPREAD)" in result.stderr
+    assert "ray: actors' clocks against the driver's: " in result.stderr
     _, requests, intervals, summary = read_run(out)
     parts = summary["parts"]
     assert [p["part"] for p in parts] == [0, 1]
