@@ -138,7 +138,7 @@ def test_without_pyarrow_the_requests_say_what_to_install(finished, monkeypatch)
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(tmesh.MissingDependency) as caught:
         _ = tmesh.load_run(finished[0].path).requests
-    assert "pip install 'tmesh-bench[data]'" in str(caught.value)
+    assert "pip install -e '.[data]' in tmesh's source folder" in str(caught.value)
     assert "\n" not in str(caught.value)
 
 

@@ -183,5 +183,5 @@ def test_without_duckdb_history_says_what_to_install(runs) -> None:
     assert done.returncode == 2
     assert done.stderr == (
         "tmesh-cli history: error: run history needs duckdb, which is not installed: "
-        "pip install 'tmesh-bench[data]'\n"
+        "pip install -e '.[data]' in tmesh's source folder\n"
     )

@@ -1,7 +1,7 @@
 """The optional packages runs-as-a-dataset needs, loaded when first used.
 
 pyarrow and DuckDB are large (about 240 MB installed together) and only the dataset features use
-them, so they are an extra (`pip install 'tmesh-bench[data]'`) rather than dependencies, and are
+them, so they are an extra (the `data` extra of tmesh's source folder) rather than dependencies, and are
 imported on first use: a benchmark never pays for them, and a missing one is one line saying
 what to install, not an ImportError from deep inside.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-EXTRA = "pip install 'tmesh-bench[data]'"
+EXTRA = "pip install -e '.[data]' in tmesh's source folder"
 INSTALL = {
     "pyarrow": EXTRA,
     "pyarrow.parquet": EXTRA,
