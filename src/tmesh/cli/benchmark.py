@@ -108,7 +108,8 @@ def _cluster(opts: BenchmarkOptions, view: View) -> Iterator[Spread | None]:
     try:
         from tmesh.bench import ray_pool
     except ImportError:
-        raise BenchmarkError("--ray needs Ray: pip install -e '.[ray]' in tmesh's source folder") from None
+        install = "pip install -e '.[ray]' in tmesh's source folder"
+        raise BenchmarkError(f"--ray needs Ray: {install}") from None
     view.progress(f"ray: connecting to {address}…" if address else "ray: starting a local cluster…")
     try:
         cluster = ray_pool.RayCluster(

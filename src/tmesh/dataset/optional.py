@@ -1,8 +1,7 @@
 """The optional packages runs-as-a-dataset needs, loaded when first used.
 
 pyarrow and DuckDB are large (about 240 MB installed together) and only the dataset features use
-them, so they are an extra (the `data` extra of tmesh's source folder) rather than dependencies, and are
-imported on first use: a benchmark never pays for them, and a missing one is one line saying
+them, so they are an extra (`data`) rather than dependencies, and are imported on first use: a benchmark never pays for them, and a missing one is one line saying
 what to install, not an ImportError from deep inside.
 """
 
