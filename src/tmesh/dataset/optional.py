@@ -1,8 +1,9 @@
 """The optional packages runs-as-a-dataset needs, loaded when first used.
 
 pyarrow and DuckDB are large (about 240 MB installed together) and only the dataset features use
-them, so they are an extra (`data`) rather than dependencies, and are imported on first use: a benchmark never pays for them, and a missing one is one line saying
-what to install, not an ImportError from deep inside.
+them, so they are an extra (`data`) rather than dependencies, and are imported on first use: a
+benchmark never pays for them, and a missing one is one line saying what to install, not an
+ImportError from deep inside.
 """
 
 from __future__ import annotations
