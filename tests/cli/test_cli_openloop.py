@@ -59,7 +59,12 @@ async def test_the_open_loop_keeps_its_rate_and_a_closed_loop_does_not(slow_sim,
     assert closed_summary["qps"] > 1.5 * 30, "a closed loop runs at cap / latency"
 
     _, late_requests, _, late_summary = read_run(tmp_path / "capped")
-    assert late_summary["cap_hits"] > 30
+    # Always behind its schedule, the loop sends whenever a slot is free: the first 5 sends find
+    # free slots, and after each wait for a slot it can send at most 5 (the slots freed) before
+    # it waits again, so every 5 sends cost at least one cap hit. How many more depends on how
+    # the answers' ends are staggered, which a loaded machine changes (27 hits for 50 requests
+    # once, 46 for 50 another time).
+    assert late_summary["cap_hits"] >= late_summary["total_requests"] / 5 - 1
     assert late_summary["request_rate"] < 0.5 * 30
     assert late_summary["overall"]["lateness"]["max"] > 2.0
     last = max(late_requests, key=lambda r: r["t_intended"])
